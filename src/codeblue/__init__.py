@@ -1,0 +1,3 @@
+"""codeblue: incident response for AI products."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Persons, API tokens and role-based access."""

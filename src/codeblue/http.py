@@ -1,0 +1,192 @@
+"""HTTP plumbing shared by every router: problem documents (RFC 9457), auth dependencies, body limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from codeblue.auth.service import Principal, authenticate, require
+from codeblue.errors import CodeblueError
+from codeblue.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+
+
+class ORJSONResponse(JSONResponse):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def problem(status: int, title: str, detail: str, *, type_slug: str = "about:blank", **extra: Any) -> Response:
+    body: dict[str, Any] = {
+        "type": type_slug if type_slug == "about:blank" else f"https://codeblue.dev/problems/{type_slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or ".".join(str(p) for p in loc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CodeblueError)
+    async def _domain(_req: Request, exc: CodeblueError) -> Response:
+        return problem(exc.status, exc.title, exc.detail, type_slug=exc.type_slug, field=exc.field, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> Response:
+        errors = []
+        for e in exc.errors():
+            loc = e.get("loc", ())
+            where = loc[0] if loc else "body"
+            item = {"field": _loc_to_field(loc), "in": where, "message": e.get("msg", "")}
+            if e.get("type") == "json_invalid":
+                ctx = e.get("ctx") or {}
+                pos = loc[1] if len(loc) > 1 else "?"
+                item["field"] = "body"
+                item["message"] = f"malformed JSON at character {pos}: {ctx.get('error', e.get('msg'))}"
+            errors.append(item)
+        first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        detail = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more)"
+        return problem(422, "Invalid input", detail, type_slug="invalid", field=first["field"], errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> Response:
+        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(req: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", req.method, req.url.path)
+        return problem(500, "Internal error", "the server failed; the error is in its log")
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413 before reading them whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _send_413(send, self.limit)
+            return
+        seen = 0
+
+        async def limited_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await _send_413(send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = orjson.dumps(
+        {
+            "type": "https://codeblue.dev/problems/too-large",
+            "title": "Payload too large",
+            "status": 413,
+            "detail": f"the request body exceeds the limit of {limit} bytes",
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# ----- dependencies -------------------------------------------------------------------------------------
+
+
+def get_rt(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+RT = Annotated[Runtime, Depends(get_rt)]
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+def current_principal(request: Request, rt: RT) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    with rt.db.read() as s:
+        p = authenticate(s, _bearer(request))
+    request.state.principal = p
+    return p
+
+
+def requires(*roles: str) -> Callable[..., Principal]:
+    """A dependency that authenticates the caller and checks they hold one of `roles`."""
+
+    def dep(request: Request, rt: RT) -> Principal:
+        p = current_principal(request, rt)
+        require(p, *roles)
+        return p
+
+    dep.__name__ = f"requires_{'_'.join(roles)}"
+    return dep
+
+
+Viewer = Annotated[Principal, Depends(requires("viewer"))]
+Responder = Annotated[Principal, Depends(requires("responder"))]
+Lead = Annotated[Principal, Depends(requires("lead"))]
+Admin = Annotated[Principal, Depends(requires("admin"))]
+Ingest = Annotated[Principal, Depends(requires("ingest"))]
+RiskOwner = Annotated[Principal, Depends(requires("risk_owner"))]
+
+
+def write_session(rt: Runtime) -> Iterator[Session]:
+    with rt.db.write() as s:
+        yield s

@@ -1,0 +1,70 @@
+"""One settings object, from CODEBLUE_* environment variables and an optional TOML/YAML config file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting has a safe default for the embedded mode (one process, SQLite)."""
+
+    model_config = SettingsConfigDict(env_prefix="CODEBLUE_", extra="ignore")
+
+    database_url: str = "sqlite:///./codeblue.db"
+    data_dir: Path = Path(".codeblue")
+    host: str = "127.0.0.1"
+    port: int = 8600
+    public_url: str = ""
+    #: The timeline HMAC key lives outside the database: this file (created 0600 on first start) or the
+    #: CODEBLUE_SERVER_KEY variable.
+    server_key: str = Field(default="", repr=False)
+    server_key_file: Path | None = None
+    #: Becomes the first admin token when set and no admin exists yet.
+    bootstrap_token: str = Field(default="", repr=False)
+    max_body_bytes: int = 16 * 1024 * 1024
+    clock_speed: float = 1.0
+    environment: str = "production"
+    runbooks_dir: Path | None = None
+    detect_config: Path | None = None
+    oncall_config: Path | None = None
+    comms_config: Path | None = None
+    event_retention_days: float = 30.0
+    #: Redaction rules applied to event text at intake: name → regular expression.
+    redact: dict[str, str] = Field(
+        default_factory=lambda: {
+            "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+            "card": r"\b(?:\d[ -]?){13,19}\b",
+        }
+    )
+    workers: bool = True
+    log_json: bool | None = None
+    config_file: Path | None = None
+
+    @property
+    def key_file(self) -> Path:
+        return self.server_key_file or self.data_dir / "server.key"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, then the config file named by CODEBLUE_CONFIG_FILE, then overrides."""
+    file_values: dict[str, Any] = {}
+    cfg = overrides.get("config_file") or os.environ.get("CODEBLUE_CONFIG_FILE")
+    if cfg:
+        with open(cfg, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{cfg}: the config file must be a mapping of setting names to values")
+        file_values = loaded
+    env_settings = Settings()
+    merged = {**file_values, **env_settings.model_dump(exclude_unset=True), **overrides}
+    return Settings(**merged)
