@@ -33,6 +33,7 @@ DOMAINS = (
     "incidents",
     "changes",
     "controls",
+    "controls.clients",
     "signals",
     "runbooks",
     "oncall",

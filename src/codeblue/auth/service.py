@@ -107,10 +107,7 @@ def require(principal: Principal, *roles: str) -> None:
 
 
 def has_admin(session: Session) -> bool:
-    for tok in session.scalars(select(Token).where(Token.revoked.is_(False))):
-        if "admin" in tok.roles:
-            return True
-    return False
+    return any("admin" in tok.roles for tok in session.scalars(select(Token).where(Token.revoked.is_(False))))
 
 
 def revoke_token(session: Session, *, token_id: int) -> None:

@@ -1,0 +1,1 @@
+"""Connected SDK guards: heartbeats and fleet view."""
