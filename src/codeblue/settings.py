@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     detect_config: Path | None = None
     oncall_config: Path | None = None
     comms_config: Path | None = None
+    #: Outbox delivery: attempts before dead-lettering, backoff (clock seconds), per-send timeout, parallel sends.
+    comms_max_attempts: int = 8
+    comms_retry_base: float = 5.0
+    comms_retry_cap: float = 900.0
+    comms_send_timeout: float = 10.0
+    comms_sender_concurrency: int = 16
+    #: How often (clock seconds) the cadence job checks for overdue updates.
+    comms_cadence_tick: float = 0.5
     event_retention_days: float = 30.0
     #: Redaction rules applied to event text at intake: name → regular expression.
     redact: dict[str, str] = Field(
