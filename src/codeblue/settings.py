@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     runbooks_dir: Path | None = None
     detect_config: Path | None = None
     oncall_config: Path | None = None
+    #: On-call: how often the escalation job looks for unacknowledged pages (clock seconds), how long a signed
+    #: acknowledgement link in a page stays valid, and the outbox channels a page goes to.
+    oncall_tick: float = 5.0
+    oncall_ack_ttl: float = 24 * 3600.0
+    oncall_page_channels: list[str] = Field(default_factory=lambda: ["email"])
     comms_config: Path | None = None
     #: Outbox delivery: attempts before dead-lettering, backoff (clock seconds), per-send timeout, parallel sends.
     comms_max_attempts: int = 8
