@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
+import anyio.to_thread
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.orm import Session
+from sqlalchemy import event
+from sqlalchemy.orm import Session, object_session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from codeblue.auth.service import Principal, authenticate, require
-from codeblue.errors import CodeblueError
+from codeblue.auth.model import Token
+from codeblue.auth.service import Principal, authenticate, digest, require
+from codeblue.errors import CodeblueError, Unauthorized
 from codeblue.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -142,7 +147,8 @@ async def _send_413(send: Send, limit: int) -> None:
 # ----- dependencies -------------------------------------------------------------------------------------
 
 
-def get_rt(request: Request) -> Runtime:
+async def get_rt(request: Request) -> Runtime:
+    # async: no I/O here, so no thread hop per request.
     rt: Runtime = request.app.state.rt
     return rt
 
@@ -157,21 +163,90 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-def current_principal(request: Request, rt: RT) -> Principal:
+class PrincipalCache:
+    """Authenticated principals by token digest, for a few seconds, so a busy client costs no token lookups.
+
+    Never holds token values, only their SHA-256 digests. Revoking a token in this process clears the cache
+    (when the revocation is set and again when it commits, and a lookup that raced a revocation is not
+    cached); another replica sharing the database notices a revocation within `ttl` seconds.
+    """
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._items: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def get(self, key: str) -> Principal | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        principal, expires = item
+        if time.monotonic() >= expires:
+            self._items.pop(key, None)
+            return None
+        return principal
+
+    def put(self, key: str, principal: Principal, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return  # a revocation happened while this principal was being looked up
+            if len(self._items) >= self.max_entries:
+                self._items.clear()
+            self._items[key] = (principal, time.monotonic() + self.ttl)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._items.clear()
+
+
+principal_cache = PrincipalCache()
+
+
+@event.listens_for(Token.revoked, "set")
+def _token_revoked(target: Token, value: Any, _old: Any, _initiator: Any) -> None:
+    if value:
+        principal_cache.clear()
+        sess = object_session(target)
+        if sess is not None:
+            sess.info["auth.revoked"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop("auth.revoked", False):
+        principal_cache.clear()
+
+
+def _authenticate_uncached(rt: Runtime, token: str | None) -> Principal:
+    with rt.db.read() as s:
+        return authenticate(s, token)
+
+
+async def current_principal(request: Request, rt: RT) -> Principal:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    with rt.db.read() as s:
-        p = authenticate(s, _bearer(request))
+    token = _bearer(request)
+    if not token:
+        raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+    key = digest(token)
+    p = principal_cache.get(key)
+    if p is None:
+        generation = principal_cache.generation
+        p = await anyio.to_thread.run_sync(_authenticate_uncached, rt, token)
+        principal_cache.put(key, p, generation)
     request.state.principal = p
     return p
 
 
-def requires(*roles: str) -> Callable[..., Principal]:
+def requires(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks they hold one of `roles`."""
 
-    def dep(request: Request, rt: RT) -> Principal:
-        p = current_principal(request, rt)
+    async def dep(request: Request, rt: RT) -> Principal:
+        p = await current_principal(request, rt)
         require(p, *roles)
         return p
 
