@@ -48,13 +48,24 @@ class Settings(BaseSettings):
     #: How often (clock seconds) the cadence job checks for overdue updates.
     comms_cadence_tick: float = 0.5
     event_retention_days: float = 30.0
+    #: Largest accepted /v1/events and /v1/traces body after Content-Encoding (a gzip bomb gets 413).
+    intake_max_bytes: int = 16 * 1024 * 1024
+    #: The Alertmanager label that names an alert's workflow.
+    alert_workflow_label: str = "workflow"
+    #: A gen_ai.evaluation.result score at or above this means grounded (when the result has no label).
+    otlp_grounded_threshold: float = 0.5
     #: Redaction rules applied to event text at intake: name → regular expression.
     redact: dict[str, str] = Field(
         default_factory=lambda: {
             "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
-            "card": r"\b(?:\d[ -]?){13,19}\b",
+            "card": r"\b\d(?:[ -]?\d){12,18}\b",
         }
     )
+    #: Controls: SSE heartbeat period, per-subscriber queue bound, cross-replica poll, revision log kept.
+    controls_heartbeat_s: float = 10.0
+    controls_queue_size: int = 256
+    controls_poll_s: float = 0.25
+    controls_revision_log_keep: int = 10000
     workers: bool = True
     log_json: bool | None = None
     config_file: Path | None = None

@@ -2,16 +2,21 @@
 
 ``parse_event(obj, index)`` validates one decoded JSON object and returns an ``Event`` or raises
 ``EventError`` naming the field and the reason. Validation is per event: a batch keeps its good events.
+``parse_event_dict(obj, index)`` does the same validation and returns the normalised Event v1 dict (what
+intake redacts and stores); ``Event.from_dict`` turns that dict into an ``Event`` without re-checking it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 KINDS = ("response", "tool_call", "action", "complaint")
 FALLBACKS = ("backup_model", "human_queue", "static_answer")
+#: Longest accepted workflow name (it is an indexed column).
+MAX_WORKFLOW = 200
 
 
 class EventError(ValueError):
@@ -76,12 +81,20 @@ class Event:
                 out[name] = val
         return out
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Event:
+        """An Event from a dict that `parse_event_dict` produced (no validation)."""
+        return cls(**d)
+
 
 _OPTIONAL = tuple(f for f in Event.__dataclass_fields__ if f not in ("time", "workflow", "kind"))
 _STR_FIELDS = ("trace_id", "session_id", "service", "subject", "segment", "model", "input", "output", "tool",
-               "action", "target", "text", "channel")
+               "action", "target", "text", "channel", "fallback")
+#: String fields that are stored in their own (indexed) columns: no NUL characters there.
+_COLUMN_STR = frozenset(("trace_id", "session_id", "subject", "segment", "model", "fallback", "service"))
 _BOOL_FIELDS = ("refusal", "grounded", "args_valid")
 _NUM_FIELDS = ("latency_ms", "retrieval_age_s")
+FIELDS = frozenset(Event.__dataclass_fields__)
 
 
 def parse_time(value: Any, index: int = 0) -> float:
@@ -91,80 +104,140 @@ def parse_time(value: Any, index: int = 0) -> float:
         t = float(value)
         if t > 1e11:  # milliseconds by mistake are a common slip; say so rather than guess
             raise EventError(index, "time", f"{value} looks like milliseconds; send unix seconds")
+        if t < 0:
+            raise EventError(index, "time", f"{value} is before 1970; send unix seconds")
         return t
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             raise EventError(index, "time", f"{value!r} is not an RFC 3339 time") from None
+        if dt.tzinfo is None:
+            raise EventError(index, "time", f"{value!r} has no UTC offset; add Z or +hh:mm (RFC 3339)")
+        return dt.timestamp()
     raise EventError(index, "time", "required: unix seconds or an RFC 3339 string")
+
+
+# ----- one checker per field: (value, index, name) -> normalised value ------------------------------------
+
+
+def _str(v: Any, i: int, name: str) -> str:
+    if type(v) is not str:
+        raise EventError(i, name, f"expected a string, got {_tname(v)}")
+    if name in _COLUMN_STR and "\x00" in v:
+        raise EventError(i, name, "must not contain NUL characters")
+    return v
+
+
+def _bool(v: Any, i: int, name: str) -> bool:
+    if type(v) is not bool:
+        raise EventError(i, name, f"expected true or false, got {v!r}")
+    return v
+
+
+def _num(v: Any, i: int, name: str) -> float:
+    t = type(v)
+    if (t is not float and t is not int) or v < 0:
+        raise EventError(i, name, f"expected a non-negative number, got {v!r}")
+    return float(v)
+
+
+def _status(v: Any, i: int, name: str) -> int:
+    if type(v) is not int or not 0 <= v < 1000:
+        raise EventError(i, name, f"expected an integer status code, got {v!r}")
+    return int(v)
+
+
+def _versions(v: Any, i: int, name: str) -> dict[str, str]:
+    if type(v) is not dict:
+        raise EventError(i, name, "expected an object of \"<kind>/<name>\" → version")
+    out: dict[str, str] = {}
+    for k, ver in v.items():
+        if "/" not in k or k.startswith("/") or k.endswith("/") or len(k) > 300 or "\x00" in k:
+            raise EventError(i, f"versions.{k}", "keys are \"<kind>/<name>\" (at most 300 characters), "
+                             "e.g. prompt/refund-assistant")
+        tv = type(ver)
+        if tv is str:
+            if not ver or len(ver) > 200 or "\x00" in ver:
+                raise EventError(i, f"versions.{k}", "the version must be 1 to 200 characters, no NUL")
+            out[k] = ver
+        elif tv is int:
+            out[k] = str(ver)
+        else:
+            raise EventError(i, f"versions.{k}", f"expected a version string, got {ver!r}")
+    return out
+
+
+def _obj(v: Any, i: int, name: str) -> dict[str, Any]:
+    if type(v) is not dict:
+        raise EventError(i, name, f"expected an object, got {_tname(v)}")
+    return v
+
+
+def _str_list(v: Any, i: int, name: str) -> list[str]:
+    if type(v) is not list or not all(type(x) is str for x in v):
+        raise EventError(i, name, "expected a list of strings")
+    return v
+
+
+def _tname(v: Any) -> str:
+    if v is None:
+        return "null"
+    return {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list",
+            dict: "an object"}.get(type(v), type(v).__name__)
+
+
+_CHECK: dict[str, Callable[[Any, int, str], Any]] = {
+    **{n: _str for n in _STR_FIELDS},
+    **{n: _bool for n in _BOOL_FIELDS},
+    **{n: _num for n in _NUM_FIELDS},
+    "status": _status,
+    "versions": _versions,
+    "arguments": _obj,
+    "attributes": _obj,
+    "authorized_targets": _str_list,
+}
+
+
+def parse_event_dict(obj: Any, index: int = 0) -> dict[str, Any]:
+    """Validate one decoded JSON object as Event v1 and return its normalised dict.
+
+    `time` becomes unix seconds, versions become strings, nulls are dropped. Fields Event v1 does not
+    name are kept under `attributes` (an explicit attribute of the same name wins), so nothing sent is lost.
+    """
+    if type(obj) is not dict:
+        raise EventError(index, "", f"expected a JSON object, got {_tname(obj)}")
+    if "time" not in obj:
+        raise EventError(index, "time", "required")
+    wf = obj.get("workflow")
+    if type(wf) is not str or not wf:
+        raise EventError(index, "workflow", "required: a non-empty string")
+    if len(wf) > MAX_WORKFLOW or "\x00" in wf:
+        raise EventError(index, "workflow", f"at most {MAX_WORKFLOW} characters, no NUL characters")
+    kind = obj.get("kind")
+    if kind not in KINDS:
+        raise EventError(index, "kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    t = obj["time"]
+    out: dict[str, Any] = {"time": t if type(t) is float and 0 <= t <= 1e11 else parse_time(t, index),
+                           "workflow": wf, "kind": kind}
+    extra: dict[str, Any] | None = None
+    check = _CHECK
+    for k, v in obj.items():
+        if v is None:
+            continue
+        c = check.get(k)
+        if c is not None:
+            out[k] = c(v, index, k)
+        elif k not in out:
+            if extra is None:
+                extra = {}
+            extra[k] = v
+    if extra:
+        attrs = out.get("attributes")
+        out["attributes"] = {**extra, **attrs} if attrs else extra
+    return out
 
 
 def parse_event(obj: Any, index: int = 0) -> Event:
     """Validate one decoded JSON object as Event v1."""
-    if not isinstance(obj, dict):
-        raise EventError(index, "", f"expected a JSON object, got {type(obj).__name__}")
-    if "time" not in obj:
-        raise EventError(index, "time", "required")
-    t = parse_time(obj["time"], index)
-    wf = obj.get("workflow")
-    if not isinstance(wf, str) or not wf:
-        raise EventError(index, "workflow", "required: a non-empty string")
-    kind = obj.get("kind")
-    if kind not in KINDS:
-        raise EventError(index, "kind", f"{kind!r} is not one of {', '.join(KINDS)}")
-    ev = Event(time=t, workflow=wf, kind=kind)
-    for name in _STR_FIELDS:
-        v = obj.get(name)
-        if v is not None:
-            if not isinstance(v, str):
-                raise EventError(index, name, f"expected a string, got {type(v).__name__}")
-            setattr(ev, name, v)
-    for name in _BOOL_FIELDS:
-        v = obj.get(name)
-        if v is not None:
-            if not isinstance(v, bool):
-                raise EventError(index, name, f"expected true or false, got {v!r}")
-            setattr(ev, name, v)
-    for name in _NUM_FIELDS:
-        v = obj.get(name)
-        if v is not None:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise EventError(index, name, f"expected a non-negative number, got {v!r}")
-            setattr(ev, name, float(v))
-    st = obj.get("status")
-    if st is not None:
-        if isinstance(st, bool) or not isinstance(st, int) or not 0 <= st < 1000:
-            raise EventError(index, "status", f"expected an integer status code, got {st!r}")
-        ev.status = st
-    vers = obj.get("versions")
-    if vers is not None:
-        if not isinstance(vers, dict):
-            raise EventError(index, "versions", "expected an object of \"<kind>/<name>\" → version")
-        for k, v in vers.items():
-            if "/" not in k:
-                raise EventError(index, f"versions.{k}", "keys are \"<kind>/<name>\", e.g. prompt/refund-assistant")
-            if not isinstance(v, (str, int)) or isinstance(v, bool):
-                raise EventError(index, f"versions.{k}", f"expected a version string, got {v!r}")
-        ev.versions = {k: str(v) for k, v in vers.items()}
-    fb = obj.get("fallback")
-    if fb is not None:
-        if not isinstance(fb, str):
-            raise EventError(index, "fallback", "expected a string")
-        ev.fallback = fb
-    args = obj.get("arguments")
-    if args is not None:
-        if not isinstance(args, dict):
-            raise EventError(index, "arguments", "expected an object")
-        ev.arguments = args
-    at = obj.get("authorized_targets")
-    if at is not None:
-        if not isinstance(at, list) or not all(isinstance(x, str) for x in at):
-            raise EventError(index, "authorized_targets", "expected a list of strings")
-        ev.authorized_targets = at
-    attrs = obj.get("attributes")
-    if attrs is not None:
-        if not isinstance(attrs, dict):
-            raise EventError(index, "attributes", "expected an object")
-        ev.attributes = attrs
-    return ev
+    return Event(**parse_event_dict(obj, index))
