@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     controls_queue_size: int = 256
     controls_poll_s: float = 0.25
     controls_revision_log_keep: int = 10000
+    #: SDK clients: a Guard is stale past this many seconds unconfirmed, silent past this many without a
+    #: heartbeat, left out of the list past the gone period, and forgotten after the retention period.
+    sdk_stale_after_s: float = 60.0
+    sdk_silent_after_s: float = 120.0
+    sdk_client_gone_s: float = 3600.0
+    sdk_client_retention_s: float = 7 * 86400.0
     workers: bool = True
     log_json: bool | None = None
     config_file: Path | None = None
