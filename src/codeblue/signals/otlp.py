@@ -371,7 +371,8 @@ def span_to_event(span: Span, *, grounded_threshold: float = 0.5) -> dict[str, A
     t_ns = end_ns or start_ns
     if not t_ns:
         raise EventError(span.index, "time", "the span has no start or end time")
-    ev: dict[str, Any] = {"time": t_ns / 1e9, "workflow": workflow, "kind": kind}
+    secs, frac = divmod(t_ns, 1_000_000_000)
+    ev: dict[str, Any] = {"time": secs + frac / 1e9, "workflow": workflow, "kind": kind}
     if span.trace_id:
         ev["trace_id"] = span.trace_id
     if start_ns and end_ns >= start_ns:
