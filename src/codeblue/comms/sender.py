@@ -1,0 +1,181 @@
+"""The sender: a small pipeline of stages over the outbox — claim due → deliver (in parallel) → record.
+
+Retries back off exponentially with jitter (``base·2^(n-1)``, capped, "equal jitter": half fixed, half random)
+and honour a receiver's ``Retry-After``; after the channel's max attempts the message is dead-lettered with
+the last reason. A message whose delivery was confirmed (2xx, or SMTP accepted it) is never sent again.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+
+from codeblue.comms import channels, outbox
+from codeblue.comms.channels import ChannelSpec, Result
+from codeblue.comms.outbox import Claimed
+from codeblue.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+BATCH = 256
+
+
+def backoff(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """Delay before attempt `attempt + 1`: exponential, capped, with equal jitter."""
+    delay = min(cap, base * float(2 ** max(attempt - 1, 0)))
+    return delay / 2 + rng.uniform(0, delay / 2)
+
+
+@dataclass
+class Outcome:
+    claimed: Claimed
+    result: Result
+    started_at: float
+    finished_at: float
+
+
+class Sender:
+    """Delivers due outbox messages. One per process; safe to run beside senders in other replicas."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        st = rt.settings
+        self.concurrency = max(1, st.comms_sender_concurrency)
+        self.http = httpx.Client(
+            limits=httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency * 2),
+            follow_redirects=False,
+        )
+        self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="comms-send")
+        self.rng = random.Random()
+        self._specs: dict[str, ChannelSpec] = {}
+        self._version: tuple[int, float] | None = None
+        self._lock = threading.Lock()
+
+    # Signature timestamps are compared by receivers against *their* wall clock, so they use wall time even
+    # when the server clock is accelerated or manual (this is transport, not domain time).
+    wall = staticmethod(time.time)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.http.close()
+
+    def _refresh_specs(self) -> dict[str, ChannelSpec]:
+        with self.rt.db.read() as s:
+            version = channels.channels_version(s)
+            if version != self._version:
+                self._specs = channels.load_specs(s, self.rt.server_key)
+                self._version = version
+        return self._specs
+
+    def _timeout(self, spec: ChannelSpec | None) -> float:
+        return float(spec.config.get("timeout", self.rt.settings.comms_send_timeout)) if spec else 1.0
+
+    def _max_attempts(self, spec: ChannelSpec | None) -> int:
+        if spec is not None and "max_attempts" in spec.config:
+            return int(spec.config["max_attempts"])
+        return self.rt.settings.comms_max_attempts
+
+    def _send_one(self, specs: dict[str, ChannelSpec], msg: Claimed) -> Outcome:
+        clock = self.rt.clock
+        started = clock.now()
+        spec = specs.get(msg.channel)
+        if spec is None:
+            result = Result("retry", None, f"channel {msg.channel!r} is not configured")
+        elif not spec.enabled:
+            result = Result("retry", None, f"channel {msg.channel!r} is disabled")
+        else:
+            try:
+                result = channels.deliver(spec, msg, http=self.http, timeout=self._timeout(spec), wall=self.wall,
+                                          mail_domain=channels.mail_domain_for(spec))
+            except Exception as exc:  # a transport bug must not kill the sender; the message stays visible
+                log.exception("delivering outbox message %s over %s failed", msg.id, msg.channel)
+                result = Result("retry", None, f"internal error: {type(exc).__name__}: {exc}")
+        return Outcome(msg, result, started, clock.now())
+
+    def deliver_due(self, *, limit: int | None = None) -> int:
+        """Deliver everything due now (in batches); returns how many attempts were made."""
+        with self._lock:
+            return self._deliver_due(limit)
+
+    def _deliver_due(self, limit: int | None) -> int:
+        rt = self.rt
+        made = 0
+        while limit is None or made < limit:
+            specs = self._refresh_specs()
+            lease = (max((self._timeout(s) for s in specs.values()), default=10.0) * 2 + 30) * max(
+                rt.settings.clock_speed, 1.0)
+            n = BATCH if limit is None else min(BATCH, limit - made)
+            with rt.db.write() as s:
+                batch = outbox.claim_due(s, now=rt.clock.now(), limit=n, lease=lease)
+            if not batch:
+                break
+            if len(batch) == 1:
+                outcomes = [self._send_one(specs, batch[0])]
+            else:
+                outcomes = list(self.pool.map(functools.partial(self._send_one, specs), batch))
+            self._record(specs, outcomes)
+            made += len(batch)
+        return made
+
+    def _record(self, specs: dict[str, ChannelSpec], outcomes: list[Outcome]) -> None:
+        st = self.rt.settings
+        with self.rt.db.write() as s:
+            for o in outcomes:
+                r = o.result
+                outcome, error, retry_at = r.outcome, r.error, None
+                spec = specs.get(o.claimed.channel)
+                if outcome == "retry":
+                    max_attempts = self._max_attempts(spec)
+                    if o.claimed.attempt >= max_attempts:
+                        outcome = "dead"
+                        error = f"gave up after {o.claimed.attempt} attempts; last error: {r.error}"
+                    else:
+                        delay = backoff(o.claimed.attempt, base=st.comms_retry_base, cap=st.comms_retry_cap,
+                                        rng=self.rng)
+                        retry_at = o.finished_at + max(delay, r.retry_after or 0.0)
+                if outcome == "dead":
+                    log.warning("outbox message %s dead-lettered: %s", o.claimed.id, error,
+                                extra={"incident": o.claimed.incident_id})
+                outbox.record_attempt(
+                    s, message_id=o.claimed.id, attempt=o.claimed.attempt, started_at=o.started_at,
+                    finished_at=o.finished_at, outcome=outcome, status_code=r.status, error=error,
+                    retry_at=retry_at,
+                )
+
+    def seconds_until_due(self) -> float | None:
+        """Clock seconds until the next pending message is due (None when nothing is pending)."""
+        with self.rt.db.read() as s:
+            at = outbox.next_due_at(s)
+        return None if at is None else max(0.0, at - self.rt.clock.now())
+
+
+def get_sender(rt: Runtime) -> Sender:
+    sender: Sender | None = rt.extras.get("comms.sender")
+    if sender is None:
+        sender = rt.extras.setdefault("comms.sender", Sender(rt))
+    return sender
+
+
+#: Longest the sender sleeps (wall seconds) without a wake-up, so retries that fall due are picked up.
+IDLE_WAIT = 0.5
+
+
+def sender_job(rt: Runtime) -> None:
+    """The periodic job: deliver what is due; in the job thread, then sleep until woken or the next due time."""
+    sender = get_sender(rt)
+    wake = outbox.wake_event(rt)
+    wake.clear()
+    sender.deliver_due()
+    if not threading.current_thread().name.startswith("job-"):
+        return  # driven by run_jobs_once (tests, replays): never block
+    due_in = sender.seconds_until_due()
+    wait = IDLE_WAIT if due_in is None else min(IDLE_WAIT, due_in / max(rt.settings.clock_speed, 1e-9))
+    if wait > 0:
+        wake.wait(wait)

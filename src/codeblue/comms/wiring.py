@@ -1,0 +1,32 @@
+"""Wires comms into a running server: loads the comms config (channels from YAML are stored sealed), keeps
+the incident projection current from the incident hooks, and returns the sender and cadence jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codeblue.comms import channels, sender, service
+from codeblue.comms.config import load_config
+from codeblue.hooks import hooks
+from codeblue.runtime import Job, Runtime
+
+
+def _sync(s: Any, rt: Runtime, incident: Any, **_kw: Any) -> None:
+    service.sync_incident(s, rt, incident.as_dict())
+
+
+def setup(rt: Runtime) -> list[Job]:
+    cfg = load_config(rt.settings.comms_config)
+    rt.extras[service.CONFIG] = cfg
+    if cfg.channels:
+        with rt.db.write() as s:
+            for i, raw in enumerate(cfg.channels):
+                channels.upsert_channel(s, server_key=rt.server_key, raw=raw, now=rt.clock.now(), source="file",
+                                        where=f"channels[{i}]")
+    for topic in ("incident.opened", "incident.status", "incident.milestone", "incident.updated",
+                  "timeline.appended"):
+        hooks.on(topic, _sync)
+    return [
+        Job("comms.sender", 0.02, sender.sender_job),
+        Job("comms.cadence", rt.settings.comms_cadence_tick, service.cadence_job),
+    ]
