@@ -21,14 +21,18 @@ def _incidents() -> Any | None:
 
 
 def check_incident(s: Session, incident_id: int | None) -> None:
-    """Refuse a link to an incident that does not exist (NotFound names the field)."""
+    """Refuse a link to an incident that does not exist (NotFound names the field).
+
+    The incident row is locked here, before the config and revision locks, so every path takes the locks in
+    one order (incident → config → revision) and two transactions cannot deadlock.
+    """
     svc = _incidents()
     if incident_id is None or svc is None:
         return
     from codeblue.errors import NotFound
 
     try:
-        svc.get_incident(s, incident_id)
+        svc.get_incident(s, incident_id, for_update=True)
     except NotFound as exc:
         raise NotFound(f"no incident {incident_id}", field="incident_id") from exc
 

@@ -206,10 +206,12 @@ def describe(ctl: Control) -> str:
 
 
 def lift_control(s: Session, rt: Runtime, *, control_id: int, actor: str, reason: str = "") -> Control:
-    lock_revision(s)
     ctl = s.get(Control, control_id)
     if ctl is None:
         raise NotFound(f"no control {control_id}", field="control_id")
+    check_incident(s, ctl.incident_id)  # lock order: incident → revision
+    lock_revision(s)
+    s.refresh(ctl)
     if not ctl.active:
         raise Conflict(f"control {control_id} was already lifted by {ctl.lifted_by} ({ctl.lift_reason or 'no reason'})")
     _lift(s, rt, [ctl], actor=actor, reason=reason)
@@ -243,6 +245,8 @@ def expire_controls(s: Session, rt: Runtime) -> list[Control]:
     due = select(Control.id).where(Control.active.is_(True), Control.expires_at.is_not(None), Control.expires_at <= now)
     if not s.scalars(due.limit(1)).first():
         return []
+    for incident_id in sorted({i for i in s.scalars(select(Control.incident_id).where(Control.id.in_(due))) if i}):
+        check_incident(s, incident_id)  # lock order: incident → revision
     lock_revision(s)
     ctls = list(s.scalars(select(Control).where(Control.id.in_(due)).order_by(Control.id)))
     if ctls:

@@ -123,15 +123,22 @@ def poll_log(rt: Runtime, broadcaster: Broadcaster) -> int:
         if not revisions:
             return 0
         missing = [r for r in revisions if not broadcaster.already_published(r)]
-        rows = (
-            list(s.scalars(select(RevisionLogEntry).where(RevisionLogEntry.revision.in_(missing)).order_by(RevisionLogEntry.revision)))
+        entries = (
+            [
+                entry_from_row(r)
+                for r in s.scalars(
+                    select(RevisionLogEntry)
+                    .where(RevisionLogEntry.revision.in_(missing))
+                    .order_by(RevisionLogEntry.revision)
+                )
+            ]
             if missing
             else []
         )
-    if rows:
-        broadcaster.publish([entry_from_row(r) for r in rows])
+    if entries:
+        broadcaster.publish(entries)
     broadcaster.polled = revisions[-1]
-    return len(rows)
+    return len(entries)
 
 
 # ----- the SSE generator ---------------------------------------------------------------------------------
