@@ -295,3 +295,43 @@ def test_manual_page_and_escalation_start_need_a_responder(live: tuple[LiveServe
     assert sum(1 for m in outbox(srv, inc["id"]) if m.data.get("handle") == "ria") == 1
     r = srv.client("responder").post("/v1/oncall/escalations", json={"incident_id": inc["id"]})
     assert r.status_code == 409  # already escalating
+
+
+def test_gaps_and_failures_never_block_opening(db_url: str, tmp_path: Path) -> None:
+    from codeblue.app import build_runtime
+    from codeblue.incidents import service as incidents
+
+    cfg = tmp_path / "oncall.yaml"
+    # Only a feature schedule: the other roles have nobody on call.
+    cfg.write_text(CONFIG.split("  - name: refund-owner")[0] + "policies: []\n")
+    clock = ManualClock(T0)
+    # A page channel the outbox refuses (name too long): paging fails inside on-call's savepoint.
+    settings = make_settings(db_url, tmp_path, oncall_config=cfg, workers=False,
+                             oncall_page_channels=["x" * 101])
+    rt = build_runtime(settings, clock)
+    try:
+        with rt.db.write() as s:
+            inc = incidents.open_incident(s, rt, title="complaints cluster", workflows=["support-chat"],
+                                          actor="someone")
+            iid = inc.id
+        with rt.db.read() as s:
+            got = incidents.get_incident(s, iid).as_dict()
+            kinds = [e.kind for e in incidents.timeline(s, incident_id=iid)]
+            texts = [e.text for e in incidents.timeline(s, incident_id=iid)]
+            assert incidents.verify_timeline(s, rt, incident_id=iid)["ok"]
+        assert got["status"] == "triggered"  # the incident opened
+        assert got["roles"] == {}  # the failed on-call work rolled back whole: no role without its page
+        assert "oncall_error" in kinds
+        assert any("channel must be 1–100 characters" in t for t in texts)
+
+        # With a working channel, the gaps are on the timeline and the role that could be filled is.
+        rt.settings.oncall_page_channels = ["email"]
+        with rt.db.write() as s:
+            iid2 = incidents.open_incident(s, rt, title="second", workflows=["support-chat"], actor="someone").id
+        with rt.db.read() as s:
+            got = incidents.get_incident(s, iid2).as_dict()
+            gaps = [e.data["role"] for e in incidents.timeline(s, incident_id=iid2) if e.kind == "oncall_gap"]
+        assert got["roles"] == {"incident_lead": "fin"}
+        assert gaps == ["technical_lead", "communications_lead", "support_liaison"]
+    finally:
+        rt.db.dispose()
