@@ -370,7 +370,7 @@ def page(
     lines += [
         "",
         f"Acknowledge (no login needed): {link}",
-        f"Or: codeblue incident ack {incident_id}",
+        f"Or: codeblue oncall ack {incident_id}",
         f"Incident: {rt.settings.base_url.rstrip('/')}/v1/incidents/{incident_id}",
     ]
     body = "\n".join(lines)
