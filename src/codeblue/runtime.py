@@ -43,6 +43,8 @@ class Job:
     name: str
     every: float
     fn: Callable[[Runtime], None]
+    #: Set this event to run the job now instead of at its next interval (e.g. right after a commit).
+    wake: threading.Event | None = None
 
 
 @dataclass
@@ -65,14 +67,23 @@ class Runtime:
 
     def _loop(self, job: Job, speed: float) -> None:
         while not self._stop.is_set():
+            if job.wake is not None:
+                job.wake.clear()  # a wake that arrives while the job runs is kept for the next round
             try:
                 job.fn(self)
             except Exception:
                 log.exception("background job %s failed", job.name)
-            self._stop.wait(max(job.every / speed, 0.01))
+            timeout = max(job.every / speed, 0.01)
+            if job.wake is not None:
+                job.wake.wait(timeout)
+            else:
+                self._stop.wait(timeout)
 
     def stop_jobs(self) -> None:
         self._stop.set()
+        for job in self.jobs:
+            if job.wake is not None:
+                job.wake.set()
         for t in self._threads:
             t.join(timeout=5)
         self._threads.clear()
