@@ -199,15 +199,47 @@ _CHECK: dict[str, Callable[[Any, int, str], Any]] = {
 }
 
 
+#: Field → the one JSON type its value has in the common case (checked by identity on the fast path).
+_FAST_TYPE: dict[str, type] = {
+    **{n: str for n in _STR_FIELDS},
+    **{n: bool for n in _BOOL_FIELDS},
+    **{n: float for n in _NUM_FIELDS},
+    "status": int,
+    "arguments": dict,
+    "attributes": dict,
+    "authorized_targets": list,
+}
+#: Version pairs already checked: versions repeat on almost every event, so they are checked once.
+_GOOD_VERSIONS: set[tuple[str, str]] = set()
+
+
+def _versions_fast(v: Any, i: int) -> dict[str, str]:
+    if type(v) is dict:
+        good = _GOOD_VERSIONS
+        for pair in v.items():
+            if pair not in good:
+                break
+        else:
+            return v
+        out = _versions(v, i, "versions")
+        if len(good) > 50_000:
+            good.clear()
+        good.update(out.items())
+        return out
+    return _versions(v, i, "versions")
+
+
 def parse_event_dict(obj: Any, index: int = 0) -> dict[str, Any]:
     """Validate one decoded JSON object as Event v1 and return its normalised dict.
 
     `time` becomes unix seconds, versions become strings, nulls are dropped. Fields Event v1 does not
     name are kept under `attributes` (an explicit attribute of the same name wins), so nothing sent is lost.
+    The result may be `obj` itself, normalised in place, when nothing needed changing (the common case).
     """
     if type(obj) is not dict:
         raise EventError(index, "", f"expected a JSON object, got {_tname(obj)}")
-    if "time" not in obj:
+    t = obj.get("time")
+    if t is None:
         raise EventError(index, "time", "required")
     wf = obj.get("workflow")
     if type(wf) is not str or not wf:
@@ -217,9 +249,41 @@ def parse_event_dict(obj: Any, index: int = 0) -> dict[str, Any]:
     kind = obj.get("kind")
     if kind not in KINDS:
         raise EventError(index, "kind", f"{kind!r} is not one of {', '.join(KINDS)}")
-    t = obj["time"]
-    out: dict[str, Any] = {"time": t if type(t) is float and 0 <= t <= 1e11 else parse_time(t, index),
-                           "workflow": wf, "kind": kind}
+    if type(t) is not float or not 0 <= t <= 1e11:
+        obj["time"] = parse_time(t, index)
+    fast = _FAST_TYPE
+    slow = False
+    for k, v in obj.items():
+        tp = fast.get(k)
+        if tp is None:
+            if k == "versions":
+                vv = _versions_fast(v, index)
+                if vv is not v:
+                    slow = True
+            elif k not in ("time", "workflow", "kind"):
+                slow = True
+        elif type(v) is not tp:
+            slow = True
+        elif tp is float:
+            if v < 0:
+                raise EventError(index, k, f"expected a non-negative number, got {v!r}")
+        elif tp is str:
+            if k in _COLUMN_STR and "\x00" in v:
+                raise EventError(index, k, "must not contain NUL characters")
+        elif tp is int:
+            if not 0 <= v < 1000:
+                raise EventError(index, k, f"expected an integer status code, got {v!r}")
+        elif tp is list:
+            for x in v:
+                if type(x) is not str:
+                    raise EventError(index, k, "expected a list of strings")
+    if not slow:
+        return obj
+    return _parse_slow(obj, index)
+
+
+def _parse_slow(obj: dict[str, Any], index: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"time": obj["time"], "workflow": obj["workflow"], "kind": obj["kind"]}
     extra: dict[str, Any] | None = None
     check = _CHECK
     for k, v in obj.items():

@@ -33,6 +33,8 @@ class Redactor:
             self._names[group] = name
             parts.append(f"(?P<{group}>{pattern})")
         self._pattern: re.Pattern[str] | None = re.compile("|".join(parts)) if parts else None
+        #: False when there are no rules (nothing to do).
+        self.active = self._pattern is not None
 
     def _replace(self, m: re.Match[str]) -> str:
         return f"[redacted:{self._names[m.lastgroup or '']}]"

@@ -1,0 +1,151 @@
+"""Figure: POST /v1/events throughput, events/s, in 1,000-event batches, against a `codeblue serve` subprocess
+on the embedded default (SQLite, WAL), with every accepted event stored (checked by counting rows after).
+
+    .venv/bin/python bench/intake_events_post.py [--batches 300] [--batch-size 1000] [--connections 2]
+
+Goal: ≥ 50,000 events/s. No peer: nothing else ingests Event v1; the script also prints the rate of a bare
+`orjson.loads` of the same bodies in this process, as the ceiling any JSON intake works under.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import secrets
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+T0 = 1_764_000_000.0
+WORKFLOWS = [f"wf-{i}" for i in range(20)]
+QUESTIONS = ["can I get a refund for order {n}?", "when is my next repayment due?",
+             "my card ending 4242 was charged twice, email me at jo{n}@example.com",
+             "what is the status of ticket {n}?", "please cancel my subscription"]
+
+
+def make_batch(b: int, size: int, rng: random.Random) -> bytes:
+    out: list[dict[str, Any]] = []
+    for i in range(size):
+        n = b * size + i
+        wf = WORKFLOWS[n % len(WORKFLOWS)]
+        kind = "response" if n % 10 < 8 else ("tool_call" if n % 10 == 8 else "action")
+        ev: dict[str, Any] = {
+            "time": T0 + n * 0.001, "workflow": wf, "kind": kind, "trace_id": f"{n:032x}",
+            "session_id": f"s{n // 5}", "subject": f"cust-{rng.randrange(5000)}", "segment": "default",
+            "versions": {"prompt/assistant": "v42" if n % 4 else "v41", "model_alias/main": "gpt-x"},
+            "status": 500 if rng.random() < 0.01 else 200, "latency_ms": round(rng.uniform(80, 900), 1),
+            "model": "gpt-x",
+        }
+        if kind == "response":
+            ev["refusal"] = rng.random() < 0.03
+            ev["grounded"] = rng.random() > 0.05
+            if n % 20 == 0:  # sampled texts, which go through redaction
+                ev["input"] = QUESTIONS[n % len(QUESTIONS)].format(n=n)
+                ev["output"] = "Here is what I found about your request."
+        elif kind == "tool_call":
+            ev["tool"] = "lookup_order"
+            ev["args_valid"] = rng.random() > 0.02
+            ev["arguments"] = {"order": n}
+        else:
+            ev["action"] = "issue_refund"
+            ev["target"] = ev["subject"]
+        out.append(ev)
+    return orjson.dumps(out)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batches", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=1000)
+    ap.add_argument("--connections", type=int, default=2)
+    args = ap.parse_args()
+    rng = random.Random(7)
+    bodies = [make_batch(b, args.batch_size, rng) for b in range(args.batches)]
+    warm = [make_batch(args.batches + b, args.batch_size, rng) for b in range(10)]
+    total = args.batches * args.batch_size
+
+    t = time.perf_counter()
+    for body in bodies:
+        orjson.loads(body)
+    loads_rate = total / (time.perf_counter() - t)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        port = free_port()
+        admin = "cb_bench_" + secrets.token_hex(16)
+        env = {**os.environ, "CODEBLUE_DATABASE_URL": f"sqlite:///{db}", "CODEBLUE_DATA_DIR": f"{tmp}/data",
+               "CODEBLUE_BOOTSTRAP_TOKEN": admin, "CODEBLUE_LOG_JSON": "true"}
+        proc = subprocess.Popen([sys.executable, "-m", "codeblue.cli.main", "serve", "--port", str(port)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 60
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                if proc.poll() is not None or time.time() > deadline:
+                    raise SystemExit(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                time.sleep(0.1)
+            r = httpx.post(url + "/v1/tokens", json={"handle": "bench", "roles": ["ingest"]},
+                           headers={"Authorization": f"Bearer {admin}"})
+            r.raise_for_status()
+            headers = {"Authorization": f"Bearer {r.json()['token']}", "content-type": "application/json"}
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+                for body in warm:
+                    assert c.post("/v1/events", content=body).json()["accepted"] == args.batch_size
+
+            accepted = [0] * args.connections
+            errors: list[str] = []
+
+            def worker(k: int) -> None:
+                with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+                    for body in bodies[k::args.connections]:
+                        r = c.post("/v1/events", content=body)
+                        if r.status_code != 200:
+                            errors.append(r.text[:200])
+                            return
+                        accepted[k] += r.json()["accepted"]
+
+            threads = [threading.Thread(target=worker, args=(k,)) for k in range(args.connections)]
+            t = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            elapsed = time.perf_counter() - t
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if errors:
+            raise SystemExit(f"requests failed: {errors[0]}")
+        con = sqlite3.connect(db)
+        stored = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        con.close()
+    expected = total + len(warm) * args.batch_size
+    print(f"POST /v1/events: {sum(accepted)} events in {args.batches} batches of {args.batch_size} "
+          f"over {args.connections} connections in {elapsed:.2f} s")
+    print(f"  throughput: {sum(accepted) / elapsed:,.0f} events/s (goal >= 50,000)")
+    print(f"  stored rows after shutdown: {stored} (expected {expected}): {'OK' if stored == expected else 'MISSING'}")
+    print(f"  reference, same bodies: bare orjson.loads in this process {loads_rate:,.0f} events/s")
+
+
+if __name__ == "__main__":
+    main()
