@@ -200,7 +200,7 @@ _CHECK: dict[str, Callable[[Any, int, str], Any]] = {
 
 
 #: Field → the one JSON type its value has in the common case (checked by identity on the fast path).
-_FAST_TYPE: dict[str, type] = {
+_FAST_TYPE: dict[str, Any] = {
     **{n: str for n in _STR_FIELDS},
     **{n: bool for n in _BOOL_FIELDS},
     **{n: float for n in _NUM_FIELDS},
