@@ -256,7 +256,7 @@ def parse_event_dict(obj: Any, index: int = 0) -> dict[str, Any]:
     for k, v in obj.items():
         tp = fast.get(k)
         if tp is None:
-            if k == "versions":
+            if k == "versions" and v is not None:
                 vv = _versions_fast(v, index)
                 if vv is not v:
                     slow = True
