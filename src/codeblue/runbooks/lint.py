@@ -62,6 +62,7 @@ class _Marks:
 
     def __init__(self) -> None:
         self.pos: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self.key_pos: dict[tuple[Any, ...], tuple[int, int]] = {}
         self.dupes: list[tuple[tuple[Any, ...], tuple[int, int]]] = []
 
     def build(self, node: yaml.Node, path: tuple[Any, ...] = ()) -> Any:
@@ -71,6 +72,7 @@ class _Marks:
             for k_node, v_node in node.value:
                 key = yaml.safe_load(yaml.serialize(k_node)) if not isinstance(k_node, yaml.ScalarNode) \
                     else k_node.value
+                self.key_pos[(*path, key)] = (k_node.start_mark.line + 1, k_node.start_mark.column + 1)
                 if key in out:
                     self.dupes.append(((*path, key), (k_node.start_mark.line + 1, k_node.start_mark.column + 1)))
                 out[key] = self.build(v_node, (*path, key))
@@ -79,8 +81,9 @@ class _Marks:
             return [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
         return yaml.safe_load(yaml.serialize(node))
 
-    def at(self, loc: Iterable[Any], data: Any) -> tuple[tuple[int, int], str]:
-        """The position of the deepest existing node along a validation error's location."""
+    def at(self, loc: Iterable[Any], data: Any, *, key: bool = False) -> tuple[tuple[int, int], str]:
+        """The position of the deepest existing node along a validation error's location (of its key, with
+        `key`, for errors about the key itself)."""
         best: tuple[Any, ...] = ()
         cur = data
         parts: list[str] = []
@@ -98,6 +101,8 @@ class _Marks:
             else:
                 parts.append(str(el))
                 break
+        if key and best in self.key_pos:
+            return self.key_pos[best], _join(parts)
         return self.pos.get(best, (1, 1)), _join(parts)
 
 
@@ -156,7 +161,7 @@ def lint_text(text: str, file: str = "<runbook>", registry: Registry | None = No
             loc = tuple(err["loc"])
             if err.get("type") == "union_tag_invalid":
                 loc = (*loc, "type")
-            (line, col), path = marks.at(loc, data)
+            (line, col), path = marks.at(loc, data, key=err.get("type") == "extra_forbidden")
             errors.append(LintError(file, line, col, path, _describe(dict(err))))
     errors.extend(_references(data, marks, file, registry or Registry()))
     errors.sort(key=lambda e: (e.line, e.column))
