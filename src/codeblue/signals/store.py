@@ -45,8 +45,8 @@ class EventPage:
         return {"events": self.events, "next_cursor": self.next_cursor}
 
 
-def _version_cache(rt: Runtime) -> dict[bytes, int]:
-    cache: dict[bytes, int] | None = rt.extras.get(_CACHE_KEY)
+def _version_cache(rt: Runtime) -> dict[Any, int]:
+    cache: dict[Any, int] | None = rt.extras.get(_CACHE_KEY)
     if cache is None:
         cache = rt.extras[_CACHE_KEY] = {}
     return cache
@@ -78,21 +78,21 @@ def store_events(s: Session, rt: Runtime, events: list[dict[str, Any]], *, recei
     if not events:
         return 0
     cache = _version_cache(rt)
-    pending: dict[bytes, int] = s.info.setdefault(_CACHE_KEY, {})
+    pending: dict[Any, int] = s.info.setdefault(_CACHE_KEY, {})
     dumps = orjson.dumps
-    sort = orjson.OPT_SORT_KEYS
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     for ev in events:
-        vers = ev.get("versions")
+        g = ev.get
+        vers = g("versions")
         set_id: int | None = None
         if vers:
-            canon = dumps(vers, option=sort)
-            set_id = cache.get(canon) or pending.get(canon)
+            key = tuple(vers.items())  # order-sensitive: the same set in another order is one more cache key
+            set_id = cache.get(key) or pending.get(key)
             if set_id is None:
-                set_id = pending[canon] = _resolve_version_set(s, vers, canon)
-        append((ev["time"], received_at, ev["workflow"], ev["kind"], ev.get("subject"), ev.get("session_id"),
-                ev.get("trace_id"), ev.get("status"), set_id, dumps(ev).decode()))
+                set_id = pending[key] = _resolve_version_set(s, vers, dumps(vers, option=orjson.OPT_SORT_KEYS))
+        append((ev["time"], received_at, ev["workflow"], ev["kind"], g("subject"), g("session_id"),
+                g("trace_id"), g("status"), set_id, dumps(ev).decode()))
     conn = s.connection()
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})"
@@ -102,7 +102,7 @@ def store_events(s: Session, rt: Runtime, events: list[dict[str, Any]], *, recei
 
 def commit_version_cache(s: Session, rt: Runtime) -> None:
     """After a successful commit: remember the version sets the transaction created."""
-    pending: dict[bytes, int] | None = s.info.pop(_CACHE_KEY, None)
+    pending: dict[Any, int] | None = s.info.pop(_CACHE_KEY, None)
     if pending:
         cache = _version_cache(rt)
         if len(cache) > 100_000:  # a pathological stream of unique version sets: start over, stay bounded
