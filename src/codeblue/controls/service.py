@@ -10,13 +10,13 @@ import math
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from codeblue.changes import service as changes
 from codeblue.controls import freeze as freezes
 from codeblue.controls.incident_link import check_incident, note_on_incident
-from codeblue.controls.model import BREAKER_STATES, CONTROL_TYPES, FALLBACKS, SCOPE_FIELDS, Control
+from codeblue.controls.model import BREAKER_STATES, CONTROL_TYPES, FALLBACKS, SCOPE_FIELDS, Control, RevisionLogEntry
 from codeblue.controls.revision import bump_revision, current_revision, environment_head, lock_revision, trim_log
 from codeblue.errors import Conflict, Invalid, NotFound
 from codeblue.runtime import Runtime
@@ -256,6 +256,19 @@ def expire_controls(s: Session, rt: Runtime) -> list[Control]:
 
 def trim_revision_log(s: Session, rt: Runtime) -> int:
     return trim_log(s, keep=rt.settings.controls_revision_log_keep)
+
+
+def housekeeping_due(s: Session, rt: Runtime) -> bool:
+    """Whether the expiry job has work (a control past its expiry, or a revision log over its size)."""
+    now = rt.clock.now()
+    expired = s.scalars(
+        select(Control.id).where(Control.active.is_(True), Control.expires_at.is_not(None), Control.expires_at <= now)
+        .limit(1)
+    ).first()
+    if expired is not None:
+        return True
+    oldest = s.scalar(select(func.min(RevisionLogEntry.revision)))
+    return oldest is not None and current_revision(s) - int(oldest) > rt.settings.controls_revision_log_keep
 
 
 def active_controls(s: Session, *, environment: str = "production") -> list[Control]:

@@ -190,7 +190,8 @@ async def stream(
         yield b"".join(frames) if frames else HEARTBEAT
         while True:
             try:
-                entry = await asyncio.wait_for(sub.queue.get(), timeout=heartbeat)
+                async with asyncio.timeout(heartbeat):  # no extra task per message, unlike wait_for
+                    entry = await sub.queue.get()
             except TimeoutError:
                 yield HEARTBEAT
                 continue

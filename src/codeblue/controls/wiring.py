@@ -22,6 +22,9 @@ def setup(rt: Runtime) -> list[Job]:
         poll_log(rt, broadcaster)
 
     def expire(rt: Runtime) -> None:
+        with rt.db.read() as s:
+            if not service.housekeeping_due(s, rt):
+                return  # no write transaction (and no SQLite write lock) when there is nothing to do
         with rt.db.write() as s:
             lifted = service.expire_controls(s, rt)
             service.trim_revision_log(s, rt)
