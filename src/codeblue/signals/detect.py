@@ -1,0 +1,246 @@
+"""Detectors: a learned baseline per series × indicator, judged by exact binomial tests over several windows
+at once (Bonferroni-corrected) plus a one-sided binomial CUSUM for small persistent shifts.
+
+Why this shape (docs/vitals-monitor.md has the long form): every indicator is a ratio of counts, so the
+daily load curve and traffic bursts change the denominator, not the rate; a binomial test against the
+baseline rate turns "how surprising is x bad out of n" into one number whose false-alarm rate we can fix in
+advance, and which needs no per-workflow threshold. Short windows make big jumps fire within a few buckets;
+long windows and the CUSUM accumulate evidence for small shifts. The baseline is an exponentially weighted
+rate over about an hour of closed buckets that skips buckets where the series looks elevated, so slow drift
+is followed but a fault is not learned as normal.
+
+Everything here works on whole blocks of series at once (numpy), so a tick costs a few array operations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from codeblue.signals.indicators import DEN_IDX, INDICATORS, NI, NUM_IDX
+from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, Series
+
+_PERCENTILE = [i for i, ind in enumerate(INDICATORS) if ind.percentile]
+
+
+@dataclass
+class DetectConfig:
+    """Statistical settings. Defaults are principled budgets, not tuned to any scenario."""
+
+    #: Test windows in fine (10 s) buckets: 30 s, 2 min, 10 min.
+    windows: tuple[int, ...] = (3, 12, 60)
+    #: False-alarm budget per workflow × indicator × evaluation (every 10 s), split (Bonferroni) across the
+    #: windows and the workflow's series. 1e-7 × 8640 evaluations/day × 8 indicators ≈ 0.007 false alarms
+    #: per workflow-day if the binomial model held exactly.
+    alpha: float = 1e-7
+    #: A series whose smallest p-value is below this is "elevated": its buckets stay out of the baseline and
+    #: an open alert on it is not quiet.
+    loose_alpha: float = 1e-3
+    #: At least this many bad events in the window, and a rate at least `min_ratio` × baseline (percentile
+    #: indicators: `min_ratio_percentile` × the baseline exceedance share, i.e. p95 clearly moved).
+    min_count: int = 3
+    min_ratio: float = 1.5
+    min_ratio_percentile: float = 3.0
+    #: CUSUM: shift to detect (× baseline rate) and its decision threshold h = ln(1/alpha_cusum), so the
+    #: in-control run length is at least 1/alpha_cusum buckets (Wald's bound).
+    cusum_ratio: float = 2.0
+    cusum_alpha: float = 1e-8
+    #: Baseline: half-life of the exponentially weighted rate, the minimum learned denominator, and how much
+    #: stream a workflow needs before it is judged at all ("after about an hour of traffic").
+    half_life_s: float = 3600.0
+    min_baseline: float = 100.0
+    warmup_s: float = 1800.0
+    #: Weight (in denominators) a new breakdown series inherits from its workflow's baseline.
+    inherit_weight: float = 1000.0
+    #: ... and for how long it is judged against that inherited baseline before learning its own.
+    probation_s: float = 900.0
+    #: An alert resolves after this long with none of its series elevated; a new alert for the same workflow
+    #: and failure type within `group_window_s` of the last one joins its incident.
+    quiet_s: float = 600.0
+    group_window_s: float = 1800.0
+    #: A bucket is closed (folded into baselines) this long after it ends (late events).
+    lateness_s: float = 5.0
+    #: Breakdown series per workflow (versions, segments, fallbacks) beyond which new keys are not tracked.
+    max_breakdowns: int = 48
+    cusum_h: float = field(init=False)
+    decay: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cusum_h = math.log(1.0 / self.cusum_alpha)
+        self.decay = 0.5 ** (FINE_S / self.half_life_s)
+
+    def ratios(self) -> FloatArray:
+        return np.array([self.min_ratio_percentile if ind.percentile else self.min_ratio for ind in INDICATORS])
+
+
+def binom_sf(x: int, n: int, p: float) -> float:
+    """P(X >= x) for X ~ Binomial(n, p), exactly: the first pmf term in log space, the rest by recurrence."""
+    if x <= 0:
+        return 1.0
+    if x > n or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    odds = p / (1.0 - p)
+    term = math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1)
+                    + x * math.log(p) + (n - x) * math.log1p(-p))
+    total = term
+    k = x
+    while k < n and k - x < 5000:
+        term *= (n - k) / (k + 1) * odds
+        total += term
+        k += 1
+        if term < total * 1e-12 and k > (n + 1) * p:
+            break
+    return min(1.0, total)
+
+
+def baseline_rate(s: Series, i: int) -> tuple[float, float]:
+    """(rate, effective denominator) of the learned baseline, with a Jeffreys prior so zero stays positive."""
+    den = float(s.bden[i])
+    return (float(s.bnum[i]) + 0.5) / (den + 1.0), den
+
+
+def inflate(p0: FloatArray, den: FloatArray) -> FloatArray:
+    """The baseline rate raised by two standard errors of its own estimate."""
+    return np.minimum(0.999, p0 + 2.0 * np.sqrt(p0 * (1.0 - p0) / np.maximum(den, 1.0)))
+
+
+@dataclass
+class Finding:
+    """A series × indicator that crossed its test this evaluation."""
+
+    series: str
+    indicator: int
+    pvalue: float
+    method: str
+    window_s: float
+    x: int
+    n: int
+    baseline: float
+    severity: str | None = None
+
+
+def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
+    """Fold closed fine buckets into every row's baseline (indicators not held) and step the CUSUMs."""
+    if close_to <= blk.closed_to or blk.n == 0:
+        blk.closed_to = max(blk.closed_to, close_to)
+        return
+    n = blk.n
+    first = max(blk.closed_to + 1, close_to - FINE_N + 1)
+    skipped = first - (blk.closed_to + 1)
+    d = cfg.decay
+    if skipped > 0:
+        blk.bnum[:n] *= d**skipped
+        blk.bden[:n] *= d**skipped
+    for b in range(first, close_to + 1):
+        slot = b % FINE_N
+        ok = blk.fine_ids[:n, slot] == b
+        vec = blk.fine[:n, slot].astype(np.float64) * ok[:, None]
+        x = vec[:, NUM_IDX]
+        m = vec[:, DEN_IDX]
+        keep = ~blk.hold[:n] & (blk.learn_b[:n] <= b)[:, None]
+        bnum = blk.bnum[:n] * d + np.where(keep, x, 0.0)
+        bden = blk.bden[:n] * d + np.where(keep, m, 0.0)
+        blk.bnum[:n] = bnum
+        blk.bden[:n] = bden
+        p0 = np.clip((bnum + 0.5) / (bden + 1.0), 1e-6, 0.45)
+        p1 = p0 * cfg.cusum_ratio
+        llr = x * np.log(p1 / p0) + (m - x) * np.log((1.0 - p1) / (1.0 - p0))
+        llr[:, _PERCENTILE] = 0.0  # percentiles drift with load: only the windowed tests judge them
+        blk.cusum[:n] = np.maximum(0.0, blk.cusum[:n] + np.where(bden >= cfg.min_baseline, llr, 0.0))
+    blk.closed_to = close_to
+
+
+def test_block(
+    blk: Block, eval_b: int, cfg: DetectConfig, wf_m: IntArray, ratios: FloatArray
+) -> list[tuple[int, Finding]]:
+    """Test every active row of a block on its recent fine buckets. Updates `hold`."""
+    n = blk.n
+    if n == 0:
+        return []
+    rows = np.flatnonzero(blk.last_b[:n] > eval_b - FINE_N)
+    if rows.size == 0:
+        return []
+    rec = blk.recent(rows, eval_b)
+    cums = np.cumsum(rec, axis=1)
+    w_idx = [w - 1 for w in cfg.windows]
+    win = cums[:, w_idx, :]
+    X = win[:, :, NUM_IDX].astype(np.float64)
+    N = win[:, :, DEN_IDX].astype(np.float64)
+    bnum = blk.bnum[rows]
+    bden = blk.bden[rows]
+    p0 = (bnum + 0.5) / (bden + 1.0)
+    p0u = inflate(p0, bden)
+    P = p0u[:, None, :]
+    cand = (cfg.min_count <= X) & (ratios[None, None, :] * P * N <= X) & (N > 0)
+    best = np.ones((rows.size, NI))
+    where = np.zeros((rows.size, NI), dtype=np.int64)
+    if cand.any():
+        # Chernoff screen: P(X >= x) <= exp(-n KL(x/n || p)); only near-significant cells get the exact sum.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.where(N > 0, X / np.maximum(N, 1.0), 0.0)
+            kl = np.where(q > 0, q * np.log(q / P), 0.0) + np.where(q < 1, (1 - q) * np.log((1 - q) / (1 - P)), 0.0)
+        cand &= (-N * kl) < math.log(cfg.loose_alpha) + 3.0
+        for r, wi, i in zip(*np.nonzero(cand), strict=True):
+            pv = binom_sf(int(X[r, wi, i]), int(N[r, wi, i]), float(P[r, 0, i]))
+            if pv < best[r, i]:
+                best[r, i] = pv
+                where[r, i] = wi
+    firing = blk.firing[rows]
+    blk.hold[rows] = (best < cfg.loose_alpha) | firing
+    ok = (bden >= cfg.min_baseline) & ~firing & (eval_b >= blk.testable_b[rows])[:, None]
+    if not ok.any():
+        return []
+    strict = cfg.alpha / (len(cfg.windows) * np.maximum(wf_m[blk.wf[rows]], 1))
+    fire = ok & (best < strict[:, None])
+    cus = ok & ~fire & (blk.cusum[rows] > cfg.cusum_h)
+    out: list[tuple[int, Finding]] = []
+    for r, i in zip(*np.nonzero(fire | cus), strict=True):
+        s = blk.series[rows[r]]
+        if s is None:
+            continue
+        ind = INDICATORS[i]
+        if fire[r, i]:
+            wi = int(where[r, i])
+            w = cfg.windows[wi]
+            out.append((int(blk.wf[rows[r]]), Finding(
+                s.key, int(i), float(best[r, i]), f"binomial test over {int(w * FINE_S)}s", w * FINE_S,
+                int(X[r, wi, i]), int(N[r, wi, i]), float(p0[r, i]))))
+        else:
+            row = cums[r, -1]
+            out.append((int(blk.wf[rows[r]]), Finding(
+                s.key, int(i), math.exp(-float(blk.cusum[rows[r], i])), "binomial CUSUM", FINE_N * FINE_S,
+                int(row[ind.num]), int(row[ind.den]), float(p0[r, i]))))
+    return out
+
+
+def still_elevated(s: Series, i: int, rec: IntArray, cfg: DetectConfig) -> bool:
+    """Whether an alerting series × indicator still shows a rate above its baseline (loose test, 2-10 min)."""
+    ind = INDICATORS[i]
+    p0, den_eff = baseline_rate(s, i)
+    p0u = float(inflate(np.array([p0]), np.array([den_eff]))[0])
+    ratio = cfg.min_ratio_percentile if ind.percentile else cfg.min_ratio
+    cums = np.cumsum(rec, axis=0)
+    for w in cfg.windows[1:] or cfg.windows:
+        row = cums[w - 1]
+        x, n = int(row[ind.num]), int(row[ind.den])
+        if n > 0 and x >= cfg.min_count and x >= ratio * p0u * n and binom_sf(x, n, p0u) < cfg.loose_alpha:
+            return True
+    return False
+
+
+def onset_search(rows: IntArray, bucket_s: float, end_t: float, i: int, p0: float, p1: float) -> tuple[float, int]:
+    """Change-point search backwards: the start of the run of buckets (newest first in `rows`) that maximises
+    the cumulative log-likelihood ratio of rate p1 against p0. Returns (onset time, buckets back)."""
+    ind = INDICATORS[i]
+    p0 = min(max(p0, 1e-6), 0.99)
+    p1 = min(max(p1, p0 * 1.01), 0.999)
+    a, c = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
+    x = rows[:, ind.num].astype(np.float64)
+    n = rows[:, ind.den].astype(np.float64)
+    llr = np.cumsum(x * a + (n - x) * c)
+    k = int(np.argmax(llr))
+    return end_t - (k + 1) * bucket_s, k
