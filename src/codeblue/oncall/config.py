@@ -6,12 +6,14 @@ errors from the file name the line they come from.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -101,8 +103,9 @@ ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 
 
 def check_name(v: str, what: str) -> str:
-    if not NAME_RE.match(v):
-        raise ValueError(f"{v!r} is not a {what} name; use lowercase letters, digits, '.', '_' or '-' (max 64)")
+    if not NAME_RE.match(v) or v.isdigit():
+        raise ValueError(f"{v!r} is not a {what} name; use lowercase letters, digits, '.', '_' or '-' (max 64), "
+                         "not digits alone (those are ids)")
     return v
 
 
@@ -312,6 +315,13 @@ class OncallConfig(_Strict):
 
 
 def build_layers(layers: list[dict[str, Any]]) -> list[Layer]:
+    """Stored layer dicts → rotation layers (cached by content: schedules are read far more than written)."""
+    return list(_compiled(orjson.dumps(layers, option=orjson.OPT_SORT_KEYS)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(key: bytes) -> tuple[Layer, ...]:
+    layers: list[dict[str, Any]] = orjson.loads(key)
     out: list[Layer] = []
     for raw in layers:
         li = LayerIn.model_validate(raw)
@@ -339,7 +349,7 @@ def build_layers(layers: list[dict[str, Any]]) -> list[Layer]:
                 until=li.until,
             )
         )
-    return out
+    return tuple(out)
 
 
 # ----- the YAML file ------------------------------------------------------------------------------------
