@@ -6,7 +6,8 @@ repeatedly sets a kill switch through the API from a separate thread and records
 monotonic clock, when the POST returned and when each client received the patch of that revision. Between
 measurements the kill switch is lifted (also a revision, not measured). Prints p50/p95/p99/max of
 "last client received − POST returned" (negative values mean every client had it before the POST's response
-arrived; they are reported as measured), plus the first-client latency.
+arrived; they are reported as measured), the first-client latency, and the whole path from the moment the
+POST was sent (write transaction included) to the last client.
 
     .venv/bin/python bench/controls_sse_fanout.py [--clients 100] [--rounds 60] [--backend sqlite|postgres]
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
@@ -144,12 +145,13 @@ async def sse_client(port: int, token: str, receipts: Receipts, ready: asyncio.E
 
 
 def poster(port: int, token: str, rounds: int, receipts: Receipts, clients: int,
-           results: list[tuple[float, float]]) -> None:
+           results: list[tuple[float, float, float]]) -> None:
     body = {"type": "kill_switch", "scope": {"workflow": "refund-desk", "action": "issue_refund"},
             "params": {"fallback": "human_queue"}, "reason": "bench", "ttl_s": 3600}
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
                       timeout=30) as c:
         for _ in range(rounds + 3):
+            t_start = time.monotonic()
             r = c.post("/v1/controls", json=body)
             t0 = time.monotonic()
             r.raise_for_status()
@@ -161,19 +163,19 @@ def poster(port: int, token: str, rounds: int, receipts: Receipts, clients: int,
                 time.sleep(0.0005)
             with receipts.lock:
                 ts = receipts.times[rev]
-                results.append((max(ts) - t0, min(ts) - t0))
+                results.append((max(ts) - t0, min(ts) - t0, max(ts) - t_start))
             c.delete(f"/v1/controls/{r.json()['id']}").raise_for_status()
             time.sleep(0.02)
     del results[:3]  # warm-up
 
 
-async def run(port: int, token: str, clients: int, rounds: int) -> list[tuple[float, float]]:
+async def run(port: int, token: str, clients: int, rounds: int) -> list[tuple[float, float, float]]:
     receipts = Receipts()
     ready = asyncio.Event()
     counter = [0]
     tasks = [asyncio.create_task(sse_client(port, token, receipts, ready, counter, clients)) for _ in range(clients)]
     await asyncio.wait_for(ready.wait(), 60)
-    results: list[tuple[float, float]] = []
+    results: list[tuple[float, float, float]] = []
     await asyncio.to_thread(poster, port, token, rounds, receipts, clients, results)
     for t in tasks:
         t.cancel()
@@ -200,10 +202,13 @@ def main() -> None:
         results = asyncio.run(run(port, token, args.clients, args.rounds))
     last = [r[0] * 1000 for r in results]
     first = [r[1] * 1000 for r in results]
+    whole = [r[2] * 1000 for r in results]
     print(f"controls SSE fan-out ({args.backend}): {args.clients} clients, {len(results)} kill switches")
     print(f"  last client after POST returned:  p50 {pct(last, 50):7.2f} ms   p95 {pct(last, 95):7.2f} ms   "
           f"p99 {pct(last, 99):7.2f} ms   max {max(last):7.2f} ms   mean {statistics.fmean(last):7.2f} ms")
     print(f"  first client after POST returned: p50 {pct(first, 50):7.2f} ms   p99 {pct(first, 99):7.2f} ms")
+    print(f"  last client after POST was sent:  p50 {pct(whole, 50):7.2f} ms   p99 {pct(whole, 99):7.2f} ms   "
+          f"max {max(whole):7.2f} ms  (includes the write transaction)")
     print(f"  goal: p99 ≤ 50 ms -> {'met' if pct(last, 99) <= 50 else 'NOT met'}")
 
 

@@ -76,3 +76,23 @@ def test_concurrent_activations_never_leave_two_active_versions(server: LiveServ
     assert stable is not None and stable != candidate
     with server.rt.db.read() as s:
         assert s.scalar(select(func.count()).select_from(ConfigState)) == 1
+
+
+def test_concurrent_first_pushes_create_one_config_with_distinct_versions(server: LiveServer) -> None:
+    barrier = threading.Barrier(8)
+    codes: list[int] = []
+
+    def worker(i: int) -> None:
+        with server.client("responder", handle=f"p{i}") as cc:
+            barrier.wait()
+            r = cc.post("/v1/configs/model_alias/answerer/versions", json={"content": {"model": f"m{i}"}})
+            codes.append(r.status_code)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [201] * 8
+    st = server.client("viewer").get("/v1/configs/model_alias/answerer").json()
+    assert [v["version"] for v in st["versions"]] == [f"v{i}" for i in range(1, 9)]

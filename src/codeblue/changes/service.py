@@ -13,6 +13,7 @@ from typing import Any
 
 import fastjsonschema
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codeblue.changes.model import CONFIG_KINDS, Change, Config, ConfigKind, ConfigState, ConfigVersion
@@ -220,11 +221,18 @@ def push_version(
     wfs = check_workflows(workflows)
     _validate_content(kind_row, content)
     now = rt.clock.now()
-    cfg = s.scalar(select(Config).where(Config.kind == kind, Config.name == name).with_for_update())
+    lookup = select(Config).where(Config.kind == kind, Config.name == name).with_for_update()
+    cfg = s.scalar(lookup)
     if cfg is None:
-        cfg = Config(kind=kind, name=name, workflows=wfs, created_at=now)
-        s.add(cfg)
-        s.flush()
+        try:
+            with s.begin_nested():  # two first pushes at once: the loser finds the winner's row below
+                cfg = Config(kind=kind, name=name, workflows=wfs, created_at=now)
+                s.add(cfg)
+                s.flush()
+        except IntegrityError:
+            cfg = s.scalar(lookup)
+            if cfg is None:
+                raise
     existing = list(s.scalars(select(ConfigVersion).where(ConfigVersion.config_id == cfg.id)))
     labels = {v.version for v in existing}
     seq = max((v.seq for v in existing), default=0) + 1
