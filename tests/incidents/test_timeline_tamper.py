@@ -131,7 +131,8 @@ TAMPERS: dict[str, tuple[Callable[[LiveServer, int], None], set[str]]] = {
 
 
 @pytest.mark.parametrize("name", list(TAMPERS))
-def test_tamper_is_detected(server: LiveServer, name: str) -> None:
+def test_tamper_is_detected(quiet_server: LiveServer, name: str) -> None:
+    server = quiet_server
     c, iid = _setup(server)
     tamper, expected = TAMPERS[name]
     tamper(server, iid)
@@ -145,7 +146,8 @@ def test_tamper_is_detected(server: LiveServer, name: str) -> None:
         assert verify(c, iid + 1)["ok"]  # the other incident's chain is untouched
 
 
-def test_untouched_chain_verifies_and_api_cannot_change_entries(server: LiveServer) -> None:
+def test_untouched_chain_verifies_and_api_cannot_change_entries(quiet_server: LiveServer) -> None:
+    server = quiet_server
     c, iid = _setup(server, notes=3)
     for method in ("PUT", "PATCH", "DELETE"):
         r = c.request(method, f"/v1/incidents/{iid}/timeline")
@@ -153,11 +155,12 @@ def test_untouched_chain_verifies_and_api_cannot_change_entries(server: LiveServ
     assert verify(c, iid)["ok"]
 
 
-def test_verify_with_wrong_key_fails(server: LiveServer) -> None:
+def test_verify_with_wrong_key_fails(quiet_server: LiveServer) -> None:
+    server = quiet_server
     """The MACs depend on the server key: a database copied to a server with another key does not verify."""
     from codeblue.incidents import service
 
-    c, iid = _setup(server, notes=2)
+    _c, iid = _setup(server, notes=2)
     rt = server.rt
     original = rt.server_key
     try:

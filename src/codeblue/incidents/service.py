@@ -7,10 +7,12 @@ Every function here runs inside the caller's transaction (``rt.db.write()``); ho
 from __future__ import annotations
 
 import re
+import typing
 from typing import Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, Table, bindparam, cast, insert, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.util import identity_key
 
 from codeblue.auth.service import person_by_handle
 from codeblue.errors import Conflict, Invalid, NotFound
@@ -219,26 +221,85 @@ def append_entry(
     _text(text, "text")
     if not actor or len(actor) > 100:
         raise Invalid("actor must be 1–100 characters", field="actor")
-    inc = get_incident(s, incident_id, for_update=True)
     body = chain.normalise_data(data)
     now = float(rt.clock.now())
-    seq = inc.chain_count + 1
+    locked: set[int] = s.info.setdefault("incidents.locked", set())
+    if incident_id in locked:
+        return _append_orm(s, rt, incident_id=incident_id, kind=kind, text=text, actor=actor, body=body, now=now)
+    return _append_core(s, rt, incident_id=incident_id, kind=kind, text=text, actor=actor, body=body, now=now)
+
+
+def _next(rt: Runtime, incident_id: int, count: int, head: str, *, kind: str, text: str, actor: str,
+          body: dict[str, Any], now: float) -> tuple[int, str, str]:
+    seq = count + 1
     mac = chain.entry_mac(
-        rt.server_key,
-        inc.chain_head,
-        chain.canonical(incident_id=inc.id, seq=seq, time=now, actor=actor, kind=kind, text=text, data=body),
+        rt.server_key, head,
+        chain.canonical(incident_id=incident_id, seq=seq, time=now, actor=actor, kind=kind, text=text, data=body),
     )
-    entry = TimelineEntry(
-        incident_id=inc.id, seq=seq, time=now, actor=actor, kind=kind, text=text, data=body, mac=mac
-    )
+    return seq, mac, chain.seal(rt.server_key, incident_id, seq, mac)
+
+
+def _append_orm(s: Session, rt: Runtime, *, incident_id: int, kind: str, text: str, actor: str,
+                body: dict[str, Any], now: float) -> TimelineEntry:
+    """Append when the caller already holds the incident row as an object (status moves, triage, roles)."""
+    inc = get_incident(s, incident_id, for_update=True)
+    seq, mac, seal = _next(rt, inc.id, inc.chain_count, inc.chain_head, kind=kind, text=text, actor=actor,
+                           body=body, now=now)
+    entry = TimelineEntry(incident_id=inc.id, seq=seq, time=now, actor=actor, kind=kind, text=text, data=body,
+                          mac=mac)
     s.add(entry)
-    inc.chain_count = seq
-    inc.chain_head = mac
-    inc.chain_seal = chain.seal(rt.server_key, inc.id, seq, mac)
+    inc.chain_count, inc.chain_head, inc.chain_seal = seq, mac, seal
     inc.updated_at = max(inc.updated_at or now, now)
     s.flush()
     hooks.emit("timeline.appended", s=s, rt=rt, incident=inc, entry=entry)
     return entry
+
+
+_INC = typing.cast(Table, Incident.__table__)
+_ENTRIES = typing.cast(Table, TimelineEntry.__table__)
+_CHAIN_COLS = ["chain_count", "chain_head", "chain_seal", "updated_at"]
+# Built once: statement construction and cache-key generation dominate a short append otherwise.
+_HEAD_FOR_UPDATE = (
+    select(_INC.c.chain_count, _INC.c.chain_head, _INC.c.updated_at)
+    .where(_INC.c.id == bindparam("iid"))
+    .with_for_update()
+)
+_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+_MOVE_HEAD = (
+    update(_INC)
+    .where(_INC.c.id == bindparam("iid"))
+    .values(chain_count=bindparam("cc"), chain_head=bindparam("ch"), chain_seal=bindparam("cs"),
+            updated_at=bindparam("ua"))
+)
+
+
+def _append_core(s: Session, rt: Runtime, *, incident_id: int, kind: str, text: str, actor: str,
+                 body: dict[str, Any], now: float) -> TimelineEntry:
+    """The hot path (notes, reports, entries from other domains): three short statements, no ORM flush."""
+    row = s.execute(_HEAD_FOR_UPDATE, {"iid": incident_id}).first()
+    if row is None:
+        raise NotFound(f"no incident {incident_id}", field="incident_id")
+    count, head, updated = row
+    seq, mac, seal = _next(rt, incident_id, count, head, kind=kind, text=text, actor=actor, body=body, now=now)
+    entry_id = s.execute(_INSERT_ENTRY, {"incident_id": incident_id, "seq": seq, "time": now, "actor": actor,
+                                         "kind": kind, "text": text, "data": body, "mac": mac}).scalar_one()
+    s.execute(_MOVE_HEAD, {"iid": incident_id, "cc": seq, "ch": mac, "cs": seal,
+                           "ua": max(updated or now, now)})
+    entry = TimelineEntry(id=entry_id, incident_id=incident_id, seq=seq, time=now, actor=actor, kind=kind, text=text,
+                          data=body, mac=mac)
+    held = s.identity_map.get(identity_key(Incident, incident_id))
+    if held is not None:
+        s.expire(held, _CHAIN_COLS)  # the object in the session must not keep the old head
+    if hooks_subscribed("timeline.appended"):
+        inc = held if held is not None else get_incident(s, incident_id)
+        hooks.emit("timeline.appended", s=s, rt=rt, incident=inc, entry=entry)
+    return entry
+
+
+def hooks_subscribed(topic: str) -> bool:
+    """Whether anything listens to `topic` (so the hot path loads the incident object only when needed)."""
+    subs: dict[str, list[Any]] | None = getattr(hooks, "_subs", None)
+    return True if subs is None else bool(subs.get(topic))
 
 
 def verify_timeline(s: Session, rt: Runtime, *, incident_id: int) -> dict[str, Any]:

@@ -1,0 +1,175 @@
+"""Timeline appends through the HTTP API with 32 concurrent clients, on SQLite and on PostgreSQL.
+
+Starts a real `codeblue serve` subprocess per backend, opens a few incidents, then 32 asyncio clients (httpx,
+one keep-alive connection each) append notes for a fixed time. Prints appends/s and p50/p99 latency, then
+checks that every acknowledged entry is stored and every chain verifies.
+
+    .venv/bin/python bench/incidents_timeline_append.py [--seconds 10] [--clients 32] [--incidents 8]
+        [--backend sqlite|postgres|both] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+Goal (issue 2): ≥ 1,000 appends/s on each backend with p99 ≤ 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def postgres_db(base: str) -> Iterator[str]:
+    import psycopg
+
+    name = "cb_bench_" + secrets.token_hex(4)
+    parts = urlsplit(base.replace("postgresql+psycopg://", "postgresql://"))
+    admin = urlunsplit(parts)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(parts._replace(path="/" + name)).replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def serve(db_url: str, data_dir: Path) -> Iterator[tuple[str, str]]:
+    port = free_port()
+    token = "cb_bench_" + secrets.token_hex(16)
+    env = {**os.environ, "CODEBLUE_DATABASE_URL": db_url, "CODEBLUE_DATA_DIR": str(data_dir),
+           "CODEBLUE_BOOTSTRAP_TOKEN": token, "CODEBLUE_LOG_JSON": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "codeblue.cli.main", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("codeblue serve exited during start-up")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("codeblue serve did not start")
+            time.sleep(0.1)
+        yield url, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def load(url: str, token: str, *, clients: int, incidents: list[int], seconds: float,
+               warmup: float) -> tuple[list[float], int, dict[int, int], float]:
+    latencies: list[float] = []
+    errors = 0
+    acked: dict[int, int] = {i: 0 for i in incidents}
+    headers = {"Authorization": f"Bearer {token}"}
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + seconds
+
+    async def worker(n: int) -> None:
+        nonlocal errors
+        iid = incidents[n % len(incidents)]
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as c:
+            i = 0
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= stop_at:
+                    return
+                r = await c.post(f"/v1/incidents/{iid}/notes", json={"text": f"client {n} note {i}"})
+                t1 = time.perf_counter()
+                i += 1
+                if r.status_code != 201:
+                    errors += 1
+                    continue
+                acked[iid] += 1
+                if t0 >= measure_from:
+                    latencies.append(t1 - t0)
+
+    await asyncio.gather(*(worker(n) for n in range(clients)))
+    return latencies, errors, acked, seconds
+
+
+def pct(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def run_backend(name: str, db_url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+    with serve(db_url, data_dir) as (url, token):
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
+            ids = []
+            for i in range(args.incidents):
+                r = c.post("/v1/incidents", json={"title": f"bench incident {i}", "workflows": ["bench"]})
+                r.raise_for_status()
+                ids.append(r.json()["id"])
+            before = {iid: c.get(f"/v1/incidents/{iid}").json()["chain"]["count"] for iid in ids}
+        lat, errors, acked, secs = asyncio.run(
+            load(url, token, clients=args.clients, incidents=ids, seconds=args.seconds, warmup=args.warmup))
+        lat.sort()
+        rate = len(lat) / secs
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as c:
+            ok = True
+            for iid in ids:
+                v = c.get(f"/v1/incidents/{iid}/timeline/verify").json()
+                stored = v["entries"] - before[iid]
+                ok = ok and v["ok"] and stored >= acked[iid]
+        res = {"appends_per_s": rate, "p50_ms": pct(lat, 50) * 1000, "p99_ms": pct(lat, 99) * 1000,
+               "max_ms": (lat[-1] * 1000) if lat else float("nan"), "errors": errors,
+               "measured": len(lat), "verified": ok}
+        goal = "meets" if rate >= 1000 and res["p99_ms"] <= 50 else "MISSES"
+        print(f"{name:9s} {rate:8.0f} appends/s  p50 {res['p50_ms']:6.1f} ms  p99 {res['p99_ms']:6.1f} ms  "
+              f"max {res['max_ms']:6.1f} ms  errors {errors}  chains verified: {ok}  "
+              f"({args.clients} clients, {len(lat)} appends in {secs:.0f} s; goal ≥1000/s, p99 ≤50 ms: {goal})",
+              flush=True)
+        return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--incidents", type=int, default=8, help="appends are spread over this many incidents")
+    ap.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    ap.add_argument("--pg", default=os.environ.get("CODEBLUE_TEST_POSTGRES_URL",
+                                                   "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    args = ap.parse_args()
+    print(f"timeline appends via POST /v1/incidents/{{id}}/notes — {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.backend in ("sqlite", "both"):
+            run_backend("sqlite", f"sqlite:///{tmp}/bench.db", Path(tmp) / "data-sqlite", args)
+        if args.backend in ("postgres", "both"):
+            with postgres_db(args.pg) as url:
+                run_backend("postgres", url, Path(tmp) / "data-pg", args)
+
+
+if __name__ == "__main__":
+    main()
