@@ -155,7 +155,10 @@ def test_roles_filled_on_open_and_paged_through_the_outbox(live: tuple[LiveServe
     assigned = {(e["data"]["role"], e["data"]["handle"]) for e in entries if e["kind"] == "role_assigned"}
     assert assigned == {("incident_lead", "fin"), ("technical_lead", "ian"), ("communications_lead", "cat"),
                         ("support_liaison", "oli")}
-    assert {e["data"]["handle"] for e in entries if e["kind"] == "page"} == {"fin", "ian", "cat", "oli"}
+    page_entries = [e for e in entries if e["kind"] == "page"]
+    assert len(page_entries) == 1  # one entry for the pages sent at open
+    assert {p["handle"] for p in page_entries[0]["data"]["pages"]} == {"fin", "ian", "cat", "oli"}
+    assert "fin as incident lead" in page_entries[0]["text"]
     assert all(e["actor"] == "system:oncall" for e in entries if e["kind"] in ("role_assigned", "page"))
     assert srv.client("viewer").get(f"/v1/incidents/{inc['id']}/timeline/verify").json()["ok"] is True
 

@@ -334,12 +334,13 @@ def acknowledge_by_token(s: Session, rt: Runtime, *, token: str) -> dict[str, An
 
 def page(
     s: Session, rt: Runtime, *, incident_id: int, handle: str, role: str, reason: str, actor: str,
-    tag: str | None = None,
+    tag: str | None = None, timeline: bool = True,
 ) -> Page:
     """Page a person about an incident through the outbox, with their role's first duties and a signed ack link.
 
     The dedup key is per incident, person and role (plus `tag`, which escalation uses per level and round),
-    so paging the same person for the same thing twice sends one page."""
+    so paging the same person for the same thing twice sends one page. With ``timeline=False`` the caller
+    writes the timeline entry itself (escalation folds the page into its own entry)."""
     from codeblue.comms import outbox
     from codeblue.incidents import service as incidents
 
@@ -393,6 +394,8 @@ def page(
                actor=actor, created_at=now, ack_expires_at=expires)
     s.add(row)
     s.flush()
+    if not timeline:
+        return row
     incidents.append_entry(
         s, rt, incident_id=incident_id, kind="page", actor=actor,
         text=f"paged {handle} as {label}" + (f" via {', '.join(sent)}" if sent else " (no channel could reach them)"),
@@ -441,9 +444,22 @@ def fill_roles(s: Session, rt: Runtime, *, incident_id: int) -> list[dict[str, A
             continue
         handle, source = hit
         incidents.assign_role(s, rt, incident_id=incident_id, role=rule.role, handle=handle, actor=ACTOR)
-        page(s, rt, incident_id=incident_id, handle=handle, role=rule.role, actor=ACTOR,
-             reason=f"on call ({source}) when the incident opened; the role rule makes you {role_label(rule.role)}")
-        done.append({"role": rule.role, "handle": handle, "from": source})
+        row = page(s, rt, incident_id=incident_id, handle=handle, role=rule.role, actor=ACTOR, timeline=False,
+                   reason=f"on call ({source}) when the incident opened; the role rule makes you "
+                          f"{role_label(rule.role)}")
+        done.append({"role": rule.role, "handle": handle, "from": source, "channels": row.channels,
+                     "dedup_key": row.dedup_key})
+    paged = [d for d in done if d["handle"]]
+    if paged:
+        # One entry for the pages sent at open (each assignment already has its own role_assigned entry).
+        parts = [f"{d['handle']} as {role_label(d['role'])}" + ("" if d["channels"] else " (no channel reached them)")
+                 for d in paged]
+        channels = sorted({c for d in paged for c in d["channels"]})
+        incidents.append_entry(
+            s, rt, incident_id=incident_id, kind="page", actor=ACTOR,
+            text=f"paged {', '.join(parts)}" + (f" via {', '.join(channels)}" if channels else ""),
+            data={"pages": [{k: d[k] for k in ("handle", "role", "channels", "dedup_key")} for d in paged]},
+        )
     return done
 
 
@@ -529,53 +545,49 @@ def start_escalation(s: Session, rt: Runtime, *, incident_id: int, policy: str |
                      state="active", cycle=0, level=0, next_at=now, started_at=now, history=[])
     s.add(esc)
     s.flush()
-    incidents.append_entry(
-        s, rt, incident_id=incident_id, kind="escalation", actor=actor,
-        text=f"escalation policy {pol.name} started: {len(pol.levels)} level(s), "
-             f"{pol.repeat} repeat(s) until someone acknowledges",
-        data={"policy": pol.name, "escalation_id": esc.id},
-    )
     _fire_level(s, rt, esc, info, at=now, first=True)
     _catch_up(s, rt, esc, info, now)
     return esc
 
 
 def _fire_level(s: Session, rt: Runtime, esc: Escalation, info: dict[str, Any], *, at: float, first: bool) -> None:
+    """Page the current level's target (one timeline entry per step) and set when the next level is due."""
     from codeblue.incidents import service as incidents
 
     level = esc.levels[esc.level]
     timeout = float(level["timeout_minutes"]) * 60.0
     hit = resolve_target(s, target=level["target"], workflows=info["workflows"], at=at)
-    step = {"at": at, "cycle": esc.cycle, "level": esc.level, "target": level["target"], "handle": None, "note": ""}
+    step: dict[str, Any] = {"at": at, "cycle": esc.cycle, "level": esc.level, "target": level["target"],
+                            "handle": None, "note": ""}
     n = esc.level + 1
+    head = (f"escalation policy {esc.policy} started ({len(esc.levels)} level(s), {esc.repeat} repeat(s))"
+            if first else "not acknowledged: escalated")
+    rnd = f", round {esc.cycle + 1} of {esc.repeat + 1}" if esc.cycle else ""
+    data: dict[str, Any] = {"escalation_id": esc.id, "policy": esc.policy, "level": n, "cycle": esc.cycle + 1,
+                            "target": level["target"], "handle": None, "channels": []}
     if hit is None:
         step["note"] = "nobody on call; skipped"
         esc.next_at = at  # nobody to wait for: go on at once
-        incidents.append_entry(
-            s, rt, incident_id=esc.incident_id, kind="escalation", actor=ACTOR,
-            text=f"escalation level {n} ({level['target']}): nobody on call, moving on",
-            data={"escalation_id": esc.id, "level": n, "cycle": esc.cycle + 1, "target": level["target"]},
-        )
+        text = f"{head}: level {n} ({level['target']}{rnd}) has nobody on call, moving on"
     else:
         handle, source = hit
-        step["handle"] = handle
+        step["handle"] = data["handle"] = handle
         already = first and s.scalar(
             select(Page.id).where(Page.incident_id == esc.incident_id, Page.handle == handle)
         ) is not None
         if already:
             step["note"] = "already paged for a role"
+            text = f"{head}: level {n} ({level['target']}) is {handle}, already paged"
         else:
-            rnd = f", round {esc.cycle + 1} of {esc.repeat + 1}" if esc.repeat else ""
-            page(s, rt, incident_id=esc.incident_id, handle=handle, role="escalation", actor=ACTOR,
-                 tag=f"{esc.id}:{esc.cycle}:{esc.level}",
-                 reason=f"escalation policy {esc.policy}, level {n} ({source}){rnd}: not acknowledged yet")
+            row = page(s, rt, incident_id=esc.incident_id, handle=handle, role="escalation", actor=ACTOR,
+                       tag=f"{esc.id}:{esc.cycle}:{esc.level}", timeline=False,
+                       reason=f"escalation policy {esc.policy}, level {n} ({source}){rnd}: not acknowledged yet")
+            data["channels"], data["dedup_key"] = row.channels, row.dedup_key
+            via = f" via {', '.join(row.channels)}" if row.channels else " (no channel could reach them)"
+            text = f"{head}: level {n} ({level['target']}{rnd}), paged {handle}{via}"
         esc.next_at = at + timeout
-        if not first or esc.cycle or esc.level:
-            incidents.append_entry(
-                s, rt, incident_id=esc.incident_id, kind="escalation", actor=ACTOR,
-                text=f"not acknowledged: escalated to level {n} ({level['target']}), paged {handle}",
-                data={"escalation_id": esc.id, "level": n, "cycle": esc.cycle + 1, "handle": handle},
-            )
+        data["next_at"] = esc.next_at
+    incidents.append_entry(s, rt, incident_id=esc.incident_id, kind="escalation", actor=ACTOR, text=text, data=data)
     esc.history = [*esc.history, step]
 
 
