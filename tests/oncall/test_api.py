@@ -134,6 +134,9 @@ def test_policies_api(server: LiveServer) -> None:
     assert server.client("responder").post("/v1/oncall/policies", json=pol).status_code == 403
     r = server.client("lead").post("/v1/oncall/policies", json={**pol, "levels": [{"target": "cto", "timeout_minutes": 5}]})
     assert r.status_code == 422 and r.json()["field"] == "levels[0].target"
+    ghost = {**pol, "levels": [{"target": "person:ghost", "timeout_minutes": 5}]}
+    r = server.client("lead").post("/v1/oncall/policies", json=ghost)
+    assert r.status_code == 422 and r.json()["field"] == "levels[0].target" and "ghost" in r.json()["detail"]
     r = server.client("lead").post("/v1/oncall/policies", json=pol)
     assert r.status_code == 201
     got = server.client("viewer").get("/v1/oncall/policies").json()

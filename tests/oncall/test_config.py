@@ -101,3 +101,12 @@ def test_file_is_applied_at_start_and_unknown_member_is_refused_with_its_line(tm
         assert [r.name for r in service.list_schedules(s)] == ["infra-main"]
     rt.db.dispose()
     rt2.db.dispose()
+
+
+def test_policy_naming_an_unknown_person_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "oncall.yaml"
+    path.write_text(GOOD.replace('"person:bea"', '"person:nobody"'))
+    settings = make_settings(f"sqlite:///{tmp_path}/cb.db", tmp_path, oncall_config=path)
+    with pytest.raises(Invalid) as err:
+        build_runtime(settings, ManualClock(1_772_460_000.0))
+    assert err.value.detail.startswith(f"{path}:18: policy default: levels[1].target: no person named 'nobody'")

@@ -480,8 +480,23 @@ def get_policy(s: Session, ref: int | str) -> Policy:
     return row
 
 
-def put_policy(s: Session, rt: Runtime, *, spec: PolicyIn, position: int | None = None, source: str = "api") -> Policy:
+def check_targets(s: Session, spec: PolicyIn, where: Any = None) -> None:
+    """Every level's schedule or person must exist (a domain with no schedule yet is allowed: it is a gap)."""
+    for j, lv in enumerate(spec.levels):
+        kind, _, name = lv.target.partition(":")
+        missing = (
+            (kind == "schedule" and s.scalar(select(Schedule.id).where(Schedule.name == name)) is None)
+            or (kind == "person" and not _known_handles(s, {name}))
+        )
+        if missing:
+            prefix = f"{where(j)}: policy {spec.name}: " if where else ""
+            raise Invalid(f"{prefix}levels[{j}].target: no {kind} named {name!r}", field=f"levels[{j}].target")
+
+
+def put_policy(s: Session, rt: Runtime, *, spec: PolicyIn, position: int | None = None, source: str = "api",
+               where: Any = None) -> Policy:
     """Create or replace a policy by name. New policies go after the existing ones unless `position` is given."""
+    check_targets(s, spec, where)
     now = rt.clock.now()
     row = s.scalar(select(Policy).where(Policy.name == spec.name))
     levels = [lv.model_dump(mode="json") for lv in spec.levels]
@@ -697,15 +712,10 @@ def sync_config(s: Session, rt: Runtime, cfg: OncallConfig) -> dict[str, int]:
             s.execute(delete(Override).where(Override.schedule_id == row.id))
             s.delete(row)
     pnames: set[str] = set()
+    s.flush()
     for i, pspec in enumerate(cfg.policies):
-        for j, lv in enumerate(pspec.levels):
-            kind, _, name = lv.target.partition(":")
-            if kind == "schedule" and name not in names and s.scalar(
-                select(Schedule.id).where(Schedule.name == name)
-            ) is None:
-                raise Invalid(f"{cfg.where('policies', i, 'levels', j, 'target')}: policy {pspec.name}: "
-                              f"no schedule named {name!r}", field=f"policies[{i}].levels[{j}].target")
-        put_policy(s, rt, spec=pspec, position=i, source="config")
+        put_policy(s, rt, spec=pspec, position=i, source="config",
+                   where=lambda j, i=i: cfg.where("policies", i, "levels", j, "target"))
         pnames.add(pspec.name)
     for prow in s.scalars(select(Policy).where(Policy.source == "config")):
         if prow.name not in pnames:
