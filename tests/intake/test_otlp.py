@@ -194,3 +194,47 @@ def test_otlp_json_by_the_spec(sqlite_server: LiveServer) -> None:
     assert r.json()["field"] == "resourceSpans[0].scopeSpans[0].spans[0].traceId"
     r = c.post("/v1/traces", content=b"x", headers={"content-type": "text/plain"})
     assert r.status_code == 415
+
+
+def test_real_exporter_spans_open_an_incident(tmp_path: Any) -> None:
+    """GenAI spans from the real exporter reach detection: wrong-account actions under an absolute limit
+    ("any wrong-entity action is SEV1") open an incident."""
+    import importlib.util
+    import time
+
+    import pytest
+
+    from codeblue.clock import ManualClock
+    from tests.support import make_settings
+
+    if importlib.util.find_spec("codeblue.signals.wiring") is None:
+        pytest.skip("the detection pipeline (signals.wiring) is not in this tree")
+    cfg = tmp_path / "detect.yaml"
+    cfg.write_text("workflows:\n  refund-desk:\n    limits:\n      - indicator: wrong_entity_rate\n"
+                   "        max_count: 0\n        window: 5m\n        severity: SEV1\n")
+    clock = ManualClock(start=float(int(time.time())))
+    srv = LiveServer(make_settings(f"sqlite:///{tmp_path}/cb.db", tmp_path, detect_config=cfg), clock=clock).start()
+    try:
+        provider, _exp = _provider(srv, srv.token("ingest"))
+        tracer = provider.get_tracer("refund-agent")
+        t0 = int(clock.now() * 1e9)
+        for i in range(30):
+            start = t0 + i * 1_000_000_000
+            span = tracer.start_span("issue_refund", start_time=start)
+            wrong = i % 6 == 5
+            span.set_attributes({"codeblue.action": "issue_refund", "enduser.id": f"cust-{i}",
+                                 "codeblue.target": f"cust-{i + 1000}" if wrong else f"cust-{i}"})
+            span.end(end_time=start + 200_000_000)
+        provider.shutdown()
+        assert len(stored(srv)) == 30
+        viewer = srv.client("viewer")
+        deadline = time.monotonic() + 60
+        incidents: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not incidents:
+            clock.advance(10)
+            time.sleep(0.2)
+            incidents = [i for i in viewer.get("/v1/incidents").json() if "refund-desk" in i["workflows"]]
+        assert incidents, "no incident opened from the exported spans"
+        assert incidents[0]["severity"] == "SEV1" and incidents[0]["source"] == "detector"
+    finally:
+        srv.stop()

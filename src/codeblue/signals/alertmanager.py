@@ -145,12 +145,13 @@ def receive(s: Session, rt: Runtime, payload: AMWebhook) -> dict[str, Any]:
         if old_status == row.status:
             continue  # a repeat notification: nothing new happened
         changed.append(row)
-        hooks.emit("alert.fired" if row.status == "firing" else "alert.resolved", s=s, rt=rt, alert=row)
         if incidents is not None and row.workflow:
             if row.status == "firing":
                 _open_or_group(s, rt, incidents, row)
             else:
                 _resolve(s, rt, incidents, row)
+        s.flush()
+        hooks.emit("alert.fired" if row.status == "firing" else "alert.resolved", s=s, rt=rt, alert=row.as_dict())
     s.flush()
     return {
         "received": len(payload.alerts),
