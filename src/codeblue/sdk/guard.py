@@ -1000,8 +1000,9 @@ class Guard:
             except Exception:
                 log.exception("codeblue guard: background work failed")
             now = time.monotonic()
-            wait = min(next_poll, next_heartbeat, next_flush if len(self._queue) else math.inf,
-                       next_send_ok if len(self._queue) else math.inf) - now
+            wait = min(next_poll, next_heartbeat) - now
+            if self.url is not None and len(self._queue):
+                wait = min(wait, max(next_flush, next_send_ok) - now)
             index = self._index
             if index is not None and index.next_expiry < math.inf:
                 wait = min(wait, index.next_expiry - self._clock())
@@ -1088,6 +1089,8 @@ class Guard:
         stale = self.stale_for
         if self.url is None or self._stale_warned or stale <= self.stale_after:
             return
+        if math.isinf(stale) and self._clock() - self.started_at <= self.stale_after:
+            return  # just started: give the first connection its chance before warning
         self._stale_warned = True
         st = self._state
         what = {"snapshot": f"revision {st.revision} from the server", "lkg": f"last-known-good revision {st.revision}",

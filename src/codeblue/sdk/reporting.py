@@ -8,7 +8,6 @@ drops its oldest event and counts it, so a stopped server costs at most the queu
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 from collections import deque
@@ -156,7 +155,8 @@ class Trace:
         self._guard = guard
         self.workflow = workflow
         self.key = key if key is not None else subject
-        self.trace_id = trace_id or os.urandom(16).hex()
+        # W3C/OpenTelemetry-style 128-bit id; not a secret, so the fast PRNG (reseeded after fork) is fine
+        self.trace_id = trace_id or f"{random.getrandbits(128):032x}"
         self.versions = guard.versions(workflow, key=self.key)
         base: dict[str, Any] = {"workflow": workflow, "trace_id": self.trace_id}
         if guard.service:
