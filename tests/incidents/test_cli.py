@@ -28,14 +28,14 @@ def j(server: LiveServer, *args: str, role: str = "lead") -> Any:
 def test_incident_commands_end_to_end(sqlite_server: LiveServer) -> None:
     s = sqlite_server
     s.token("responder", handle="ana")
-    inc = j(s, "incident", "open", "wrong refund guidance", "-w", "refund", "-s", "sev1", "-t", "answer_quality",
+    inc = j(s, "incident", "open", "wrong refund guidance", "-w", "cli-desk", "-s", "sev1", "-t", "other",
             "--role", "incident_lead=ana")
     iid = str(inc["id"])
     assert inc["severity"] == "SEV1" and inc["roles"] == {"incident_lead": "ana"}
 
     r = cli(s, "incident", "list")
     assert r.exit_code == 0 and "wrong" in r.stdout and "SEV1" in r.stdout
-    assert [i["id"] for i in j(s, "incident", "list", "--open", "-w", "refund")] == [inc["id"]]
+    assert [i["id"] for i in j(s, "incident", "list", "--open", "-w", "cli-desk")] == [inc["id"]]
 
     assert j(s, "incident", "ack", iid)["status"] == "investigating"
     assert j(s, "incident", "assign", iid, "technical_lead", "cli-lead")["roles"]["technical_lead"] == "cli-lead"

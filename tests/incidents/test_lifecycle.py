@@ -195,7 +195,7 @@ def test_patch_triage_each_change_on_timeline(server: LiveServer) -> None:
     iid = inc["id"]
     r = c.patch(f"/v1/incidents/{iid}", json={
         "severity": "SEV1", "failure_type": "account_action", "summary": "wrong-account refunds",
-        "eta": 1_900_000_000.5, "harm": {"requests": 120, "subjects": 40, "workflows": ["refund"],
+        "eta": 1_900_000_000.5, "harm": {"requests": 120, "subjects": 40, "workflows": ["incident-tests"],
                                          "started_at": 1_899_990_000, "growing": True},
     })
     assert r.status_code == 200, r.text
@@ -212,22 +212,22 @@ def test_patch_triage_each_change_on_timeline(server: LiveServer) -> None:
 
 def test_list_filters(server: LiveServer) -> None:
     c = server.client("lead", handle="lena")
-    a = open_incident(c, workflows=["refund"])
-    b = open_incident(c, workflows=["repayment-advice", "refund_x"])
-    d = open_incident(c, workflows=["refund"], failure_type="tool")
+    a = open_incident(c, workflows=["desk"])
+    b = open_incident(c, workflows=["advice", "desk_x"])
+    d = open_incident(c, workflows=["desk"], failure_type="retrieval")
     c.post(f"/v1/incidents/{d['id']}/status", json={"to": "resolved"})
     ids = [i["id"] for i in c.get("/v1/incidents").json()]
     assert ids == [d["id"], b["id"], a["id"]]
     assert [i["id"] for i in c.get("/v1/incidents", params={"open": "true"}).json()] == [b["id"], a["id"]]
-    assert [i["id"] for i in c.get("/v1/incidents", params={"workflow": "refund"}).json()] == [d["id"], a["id"]]
+    assert [i["id"] for i in c.get("/v1/incidents", params={"workflow": "desk"}).json()] == [d["id"], a["id"]]
     assert [i["id"] for i in c.get("/v1/incidents", params={"status": "resolved"}).json()] == [d["id"]]
     assert [i["id"] for i in c.get("/v1/incidents", params={"limit": 1}).json()] == [d["id"]]
     r = c.get("/v1/incidents", params={"status": "sleeping"})
     assert r.status_code == 422 and r.json()["field"].startswith("status")
     with server.rt.db.read() as s:
-        found = service.find_open_incident(s, workflow="refund", failure_type="answer_quality")
+        found = service.find_open_incident(s, workflow="desk", failure_type="other")
         assert found is not None and found.id == a["id"]
-        assert service.find_open_incident(s, workflow="refund", failure_type="tool") is None
+        assert service.find_open_incident(s, workflow="desk", failure_type="retrieval") is None
 
 
 def test_user_report_on_timeline_and_hook(server: LiveServer) -> None:

@@ -6,10 +6,11 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from codeblue.errors import Forbidden, Invalid
-from codeblue.http import RT, Responder, Viewer
+from codeblue.http import RT, ORJSONResponse, Responder, Viewer
 from codeblue.incidents import service
 from codeblue.incidents.model import FAILURE_TYPES, MILESTONES, ROLES, SEVERITIES, STATUSES
 
@@ -145,12 +146,17 @@ class IncidentPatch(_Strict):
     workflows: list[Workflow] | None = Field(default=None, max_length=100)
 
 
+def _json(data: Any, status: int = 200) -> Response:
+    """Serialise with orjson directly: no response-model validation, no extra thread hop."""
+    return ORJSONResponse(data, status_code=status)
+
+
 def _suspects(items: list[SuspectIn] | None) -> list[dict[str, Any]] | None:
     return None if items is None else [x.model_dump(mode="json") for x in items]
 
 
-@router.post("", status_code=201)
-def open_incident(body: IncidentIn, rt: RT, who: Responder) -> dict[str, Any]:
+@router.post("", status_code=201, response_model=None)
+def open_incident(body: IncidentIn, rt: RT, who: Responder) -> Response:
     """Open an incident (status triggered), optionally assigning roles at once."""
     with rt.db.write() as s:
         inc = service.open_incident(
@@ -161,10 +167,10 @@ def open_incident(body: IncidentIn, rt: RT, who: Responder) -> dict[str, Any]:
         )
         for role, handle in body.roles.items():
             service.assign_role(s, rt, incident_id=inc.id, role=role.value, handle=handle, actor=who.handle)
-        return inc.as_dict()
+        return _json(inc.as_dict(), 201)
 
 
-@router.get("")
+@router.get("", response_model=None)
 def list_incidents(
     rt: RT,
     _who: Viewer,
@@ -174,23 +180,23 @@ def list_incidents(
     severity: Annotated[list[Severity] | None, Query()] = None,
     before_id: Annotated[int | None, Query(ge=1, description="page: incidents with a smaller id")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
+) -> Response:
     with rt.db.read() as s:
         rows = service.list_incidents(
             s, statuses=[x.value for x in status] if status else None, open_only=open, workflow=workflow,
             severity=[x.value for x in severity] if severity else None, limit=limit, before_id=before_id,
         )
-        return [inc.as_dict() for inc in rows]
+        return _json([inc.as_dict() for inc in rows])
 
 
-@router.get("/{incident_id}")
-def get_incident(incident_id: int, rt: RT, _who: Viewer) -> dict[str, Any]:
+@router.get("/{incident_id}", response_model=None)
+def get_incident(incident_id: int, rt: RT, _who: Viewer) -> Response:
     with rt.db.read() as s:
-        return service.get_incident(s, incident_id).as_dict(history=True)
+        return _json(service.get_incident(s, incident_id).as_dict(history=True))
 
 
-@router.patch("/{incident_id}")
-def patch_incident(incident_id: int, body: IncidentPatch, rt: RT, who: Responder) -> dict[str, Any]:
+@router.patch("/{incident_id}", response_model=None)
+def patch_incident(incident_id: int, body: IncidentPatch, rt: RT, who: Responder) -> Response:
     """Change triage facts (severity, failure type, summary, ETA, harm, suspects, workflows, title)."""
     with rt.db.write() as s:
         inc = service.update_triage(
@@ -201,50 +207,51 @@ def patch_incident(incident_id: int, body: IncidentPatch, rt: RT, who: Responder
             workflows=list(body.workflows) if body.workflows is not None else None,
             summary=body.summary, title=body.title, eta=body.eta,
         )
-        return inc.as_dict(history=True)
+        return _json(inc.as_dict(history=True))
 
 
-@router.post("/{incident_id}/status")
-def set_status(incident_id: int, body: StatusIn, rt: RT, who: Responder) -> dict[str, Any]:
+@router.post("/{incident_id}/status", response_model=None)
+def set_status(incident_id: int, body: StatusIn, rt: RT, who: Responder) -> Response:
     """Move along the lifecycle; closing needs the lead role. 409 names the allowed moves."""
     if body.to.value == "closed" and not who.has("lead"):
         raise Forbidden("closing an incident needs the role lead", field="to")
     with rt.db.write() as s:
         inc = service.set_status(s, rt, incident_id=incident_id, to=body.to.value, actor=who.handle, note=body.note)
-        return inc.as_dict()
+        return _json(inc.as_dict())
 
 
-@router.post("/{incident_id}/ack")
-def acknowledge(incident_id: int, rt: RT, who: Responder) -> dict[str, Any]:
+@router.post("/{incident_id}/ack", response_model=None)
+def acknowledge(incident_id: int, rt: RT, who: Responder) -> Response:
     with rt.db.write() as s:
-        return service.acknowledge(s, rt, incident_id=incident_id, actor=who.handle).as_dict()
+        return _json(service.acknowledge(s, rt, incident_id=incident_id, actor=who.handle).as_dict())
 
 
-@router.post("/{incident_id}/roles")
-def assign_role(incident_id: int, body: RoleIn, rt: RT, who: Responder) -> dict[str, Any]:
+@router.post("/{incident_id}/roles", response_model=None)
+def assign_role(incident_id: int, body: RoleIn, rt: RT, who: Responder) -> Response:
     with rt.db.write() as s:
         service.assign_role(s, rt, incident_id=incident_id, role=body.role.value, handle=body.handle,
                             actor=who.handle)
-        return service.get_incident(s, incident_id).as_dict(history=True)
+        return _json(service.get_incident(s, incident_id).as_dict(history=True))
 
 
-@router.post("/{incident_id}/notes", status_code=201)
-def add_note(incident_id: int, body: NoteIn, rt: RT, who: Responder) -> dict[str, Any]:
+@router.post("/{incident_id}/notes", status_code=201, response_model=None)
+def add_note(incident_id: int, body: NoteIn, rt: RT, who: Responder) -> Response:
     with rt.db.write() as s:
-        return service.append_entry(s, rt, incident_id=incident_id, kind="note", text=body.text,
-                                    actor=who.handle).as_dict()
+        entry = service.append_entry(s, rt, incident_id=incident_id, kind="note", text=body.text, actor=who.handle)
+        return _json(entry.as_dict(), 201)
 
 
-@router.post("/{incident_id}/reports", status_code=201)
-def user_report(incident_id: int, body: ReportIn, rt: RT, who: Responder) -> dict[str, Any]:
+@router.post("/{incident_id}/reports", status_code=201, response_model=None)
+def user_report(incident_id: int, body: ReportIn, rt: RT, who: Responder) -> Response:
     """A user report fed back by the support liaison: on the timeline and counted as a complaint."""
     with rt.db.write() as s:
-        return service.record_user_report(s, rt, incident_id=incident_id, text=body.text, actor=who.handle,
-                                          subject=body.subject, channel=body.channel).as_dict()
+        entry = service.record_user_report(s, rt, incident_id=incident_id, text=body.text, actor=who.handle,
+                                           subject=body.subject, channel=body.channel)
+        return _json(entry.as_dict(), 201)
 
 
-@router.post("/{incident_id}/milestones")
-def set_milestone(incident_id: int, body: MilestoneIn, rt: RT, who: Responder) -> dict[str, Any]:
+@router.post("/{incident_id}/milestones", response_model=None)
+def set_milestone(incident_id: int, body: MilestoneIn, rt: RT, who: Responder) -> Response:
     """Record impact_confirmed, mitigation_chosen (data.path), mitigated, or update the ETA (data.eta).
 
     A milestone already set is left alone: the answer says ``"set": false``.
@@ -256,29 +263,29 @@ def set_milestone(incident_id: int, body: MilestoneIn, rt: RT, who: Responder) -
             if isinstance(eta, bool) or not isinstance(eta, (int, float)):
                 raise Invalid("an ETA update needs data.eta (unix seconds)", field="data.eta")
             inc = service.update_triage(s, rt, incident_id=incident_id, actor=who.handle, eta=float(eta))
-            return {"set": True, "incident": inc.as_dict()}
+            return _json({"set": True, "incident": inc.as_dict()})
         done = service.set_milestone(s, rt, incident_id=incident_id, name=name, actor=who.handle, at=body.at,
                                      data=body.data)
-        return {"set": done, "incident": service.get_incident(s, incident_id).as_dict()}
+        return _json({"set": done, "incident": service.get_incident(s, incident_id).as_dict()})
 
 
-@router.get("/{incident_id}/timeline")
+@router.get("/{incident_id}/timeline", response_model=None)
 def get_timeline(
     incident_id: int,
     rt: RT,
     _who: Viewer,
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> dict[str, Any]:
+) -> Response:
     with rt.db.read() as s:
         rows = service.timeline(s, incident_id=incident_id, after_seq=after_seq, limit=limit)
         entries = [e.as_dict() for e in rows]
         nxt = entries[-1]["seq"] if len(entries) == limit else None
-        return {"incident_id": incident_id, "entries": entries, "next_after_seq": nxt}
+        return _json({"incident_id": incident_id, "entries": entries, "next_after_seq": nxt})
 
 
-@router.get("/{incident_id}/timeline/verify")
-def verify(incident_id: int, rt: RT, _who: Viewer) -> dict[str, Any]:
+@router.get("/{incident_id}/timeline/verify", response_model=None)
+def verify(incident_id: int, rt: RT, _who: Viewer) -> Response:
     with rt.db.read() as s:
-        return service.verify_timeline(s, rt, incident_id=incident_id)
+        return _json(service.verify_timeline(s, rt, incident_id=incident_id))
 

@@ -483,7 +483,10 @@ def acknowledge(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> Inc
 
 
 def assign_role(s: Session, rt: Runtime, *, incident_id: int, role: str, handle: str, actor: str) -> None:
-    """Give `role` to the person `handle`; the previous holder, if any, hands over (their row is ended)."""
+    """Give `role` to the person `handle`; the previous holder, if any, hands over (their row is ended).
+
+    Emits ``incident.role`` (s, rt, incident, role, handle, previous) after the timeline entry.
+    """
     _choice(role, ROLES, "role")
     inc = get_incident(s, incident_id, for_update=True)
     if inc.status == "closed":
@@ -507,6 +510,7 @@ def assign_role(s: Session, rt: Runtime, *, incident_id: int, role: str, handle:
         text, kind = f"{person.handle} is {label}", "role_assigned"
     append_entry(s, rt, incident_id=inc.id, kind=kind, actor=actor, text=text,
                  data={"role": role, "handle": person.handle, "previous": previous})
+    hooks.emit("incident.role", s=s, rt=rt, incident=inc, role=role, handle=person.handle, previous=previous)
 
 
 def update_triage(
