@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, func, or_, select
+from sqlalchemy import Table, bindparam, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from codeblue.comms.model import STATES, DeliveryAttempt, OutboxMessage
@@ -22,6 +21,9 @@ from codeblue.errors import Invalid, NotFound
 from codeblue.runtime import Runtime
 
 WAKE = "comms.wake"
+PENDING = "comms.pending"
+_TABLE = cast(Table, OutboxMessage.__table__)
+_PG_INSERT = pg_insert(_TABLE).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(_TABLE.c.id)
 
 
 def wake_event(rt: Runtime) -> threading.Event:
@@ -38,13 +40,16 @@ def _wake_after_commit(s: Session, rt: Runtime) -> None:
 
     def _after_commit(session: Session) -> None:
         session.info.pop(WAKE, None)
+        session.info.pop(PENDING, None)
         ev.set()
 
-    def _after_rollback(session: Session) -> None:
-        session.info.pop(WAKE, None)
+    def _after_rollback(session: Session, previous: Any) -> None:
+        if previous.parent is None:  # the whole transaction, not a savepoint
+            session.info.pop(WAKE, None)
+            session.info.pop(PENDING, None)
 
     event.listen(s, "after_commit", _after_commit, once=True)
-    event.listen(s, "after_soft_rollback", _after_rollback, once=True)
+    event.listen(s, "after_soft_rollback", _after_rollback)
 
 
 def enqueue(
@@ -72,7 +77,11 @@ def enqueue(
         raise Invalid("kind must be 1–32 characters", field="kind")
     if not dedup_key or len(dedup_key) > 255:
         raise Invalid("dedup_key must be 1–255 characters", field="dedup_key")
-    existing = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
+    pending: dict[str, OutboxMessage] = s.info.setdefault(PENDING, {})
+    if dedup_key in pending and pending[dedup_key] in s:
+        return pending[dedup_key]
+    with s.no_autoflush:
+        existing = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
     if existing is not None:
         return existing
     now = rt.clock.now()
@@ -92,18 +101,21 @@ def enqueue(
         "updated_at": now,
         "last_error": "",
     }
-    # Insert-or-ignore, so that two transactions racing on the same key both succeed and one row survives.
-    dialect = s.get_bind().dialect.name
-    ins = pg_insert(OutboxMessage) if dialect == "postgresql" else sqlite_insert(OutboxMessage)
-    new_id = s.execute(
-        ins.values(**values).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(OutboxMessage.id)
-    ).scalar()
-    row = s.get(OutboxMessage, new_id) if new_id is not None else None
-    if row is None:
-        row = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
-        assert row is not None
+    if s.get_bind().dialect.name == "postgresql":
+        # Several replicas may race on one key: insert-or-ignore keeps one row and both callers succeed.
+        new_id = s.execute(_PG_INSERT, values).scalar()
+        row = s.get(OutboxMessage, new_id) if new_id is not None else None
+        if row is None:
+            row = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
+            assert row is not None
+            return row
     else:
-        _wake_after_commit(s, rt)
+        # SQLite write transactions are serialised (BEGIN IMMEDIATE), so the check above is authoritative;
+        # rows are inserted together when the session flushes.
+        row = OutboxMessage(**values)
+        s.add(row)
+    pending[dedup_key] = row
+    _wake_after_commit(s, rt)
     return row
 
 
@@ -128,31 +140,37 @@ class Claimed:
 
 
 def claim_due(s: Session, *, now: float, limit: int, lease: float) -> list[Claimed]:
-    """Claim up to `limit` due messages (pending and due, or sending with an expired lease) for `lease` seconds."""
+    """Claim up to `limit` due messages (pending and due, or sending with an expired lease) for `lease` seconds.
+
+    Core statements, not ORM units of work: this is the sender's hot path.
+    """
+    c = _TABLE.c
     q = (
-        select(OutboxMessage)
+        select(c.id, c.channel, c.kind, c.dedup_key, c.subject, c.body, c.to, c.incident_id, c.data, c.attempts,
+               c.created_at)
         .where(
             or_(
-                (OutboxMessage.state == "pending") & (OutboxMessage.next_attempt_at <= now),
-                (OutboxMessage.state == "sending") & (OutboxMessage.claimed_until < now),
+                (c.state == "pending") & (c.next_attempt_at <= now),
+                (c.state == "sending") & (c.claimed_until < now),
             )
         )
-        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .order_by(c.next_attempt_at, c.id)
         .limit(limit)
     )
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
-    out: list[Claimed] = []
-    for m in s.scalars(q):
-        m.state = "sending"
-        m.attempts += 1
-        m.claimed_until = now + lease
-        m.updated_at = now
-        out.append(
-            Claimed(m.id, m.channel, m.kind, m.dedup_key, m.subject, m.body, tuple(m.to or ()), m.incident_id,
-                    dict(m.data or {}), m.attempts, m.created_at)
-        )
-    return out
+    rows = s.execute(q).all()
+    if not rows:
+        return []
+    s.execute(
+        update(_TABLE).where(c.id.in_([r.id for r in rows]))
+        .values(state="sending", attempts=c.attempts + 1, claimed_until=now + lease, updated_at=now)
+    )
+    return [
+        Claimed(r.id, r.channel, r.kind, r.dedup_key, r.subject, r.body, tuple(r.to or ()), r.incident_id,
+                dict(r.data or {}), r.attempts + 1, r.created_at)
+        for r in rows
+    ]
 
 
 def next_due_at(s: Session) -> float | None:
@@ -160,43 +178,67 @@ def next_due_at(s: Session) -> float | None:
     return s.scalar(select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.state == "pending"))
 
 
-def record_attempt(
-    s: Session,
-    *,
-    message_id: int,
-    attempt: int,
-    started_at: float,
-    finished_at: float,
-    outcome: str,
-    status_code: int | None,
-    error: str,
-    retry_at: float | None,
-) -> None:
-    """Store the result of one attempt: delivered, retry at `retry_at`, or dead (dead-lettered)."""
-    m = s.get(OutboxMessage, message_id)
-    if m is None:
+@dataclass(frozen=True)
+class AttemptResult:
+    message_id: int
+    attempt: int
+    started_at: float
+    finished_at: float
+    outcome: str  # delivered | retry | dead
+    status_code: int | None
+    error: str
+    retry_at: float | None
+
+
+_ATTEMPTS = cast(Table, DeliveryAttempt.__table__)
+_RECORD = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("_id"))
+    .values(state=bindparam("_state"), updated_at=bindparam("_updated_at"), last_status=bindparam("_last_status"),
+            claimed_until=None, delivered_at=bindparam("_delivered_at"), last_error=bindparam("_last_error"),
+            next_attempt_at=bindparam("_next_attempt_at"))
+)
+
+
+def record_many(s: Session, results: list[AttemptResult]) -> None:
+    """Store the results of a batch of attempts in three statements (the sender's hot path).
+
+    A result only decides the message's state when the message is still claimed by that attempt; if its
+    lease ran out and another attempt re-claimed it, only a confirmation is taken (delivered stays delivered).
+    """
+    if not results:
         return
-    s.add(DeliveryAttempt(message_id=message_id, number=attempt, started_at=started_at, finished_at=finished_at,
-                          outcome=outcome, status_code=status_code, error=error[:2000]))
-    if m.state != "sending" or m.attempts != attempt:
-        # Someone else re-claimed it after our lease ran out; their attempt decides the state.
-        if outcome == "delivered" and m.state != "delivered":
-            m.state, m.delivered_at, m.claimed_until = "delivered", finished_at, None
-        return
-    m.updated_at = finished_at
-    m.last_status = status_code
-    m.claimed_until = None
-    if outcome == "delivered":
-        m.state = "delivered"
-        m.delivered_at = finished_at
-        m.last_error = ""
-    elif outcome == "dead":
-        m.state = "dead"
-        m.last_error = error
-    else:
-        m.state = "pending"
-        m.next_attempt_at = retry_at if retry_at is not None else finished_at
-        m.last_error = error
+    c = _TABLE.c
+    current = {r.id: r for r in s.execute(
+        select(c.id, c.state, c.attempts, c.next_attempt_at, c.delivered_at, c.last_error, c.last_status)
+        .where(c.id.in_([x.message_id for x in results]))
+    )}
+    attempts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for x in results:
+        row = current.get(x.message_id)
+        if row is None:
+            continue
+        attempts.append({"message_id": x.message_id, "number": x.attempt, "started_at": x.started_at,
+                         "finished_at": x.finished_at, "outcome": x.outcome, "status_code": x.status_code,
+                         "error": x.error[:2000]})
+        ours = row.state == "sending" and row.attempts == x.attempt
+        if not ours and not (x.outcome == "delivered" and row.state != "delivered"):
+            continue
+        updates.append({
+            "_id": x.message_id,
+            "_state": "pending" if x.outcome == "retry" else x.outcome,
+            "_updated_at": x.finished_at,
+            "_last_status": x.status_code,
+            "_delivered_at": x.finished_at if x.outcome == "delivered" else row.delivered_at,
+            "_last_error": "" if x.outcome == "delivered" else x.error,
+            "_next_attempt_at": (x.retry_at if x.retry_at is not None else x.finished_at)
+            if x.outcome == "retry" else row.next_attempt_at,
+        })
+    if attempts:
+        s.execute(insert(_ATTEMPTS), attempts)
+    if updates:
+        s.connection().execute(_RECORD, updates)
 
 
 # ----- views -------------------------------------------------------------------------------------------

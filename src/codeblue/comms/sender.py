@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -53,6 +53,8 @@ class Sender:
             follow_redirects=False,
         )
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="comms-send")
+        # Results are recorded by one thread while the next batch is on the wire (record ∥ send).
+        self.recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="comms-record")
         self.rng = random.Random()
         self._specs: dict[str, ChannelSpec] = {}
         self._version: tuple[int, float] | None = None
@@ -63,6 +65,7 @@ class Sender:
     wall = staticmethod(time.time)
 
     def close(self) -> None:
+        self.recorder.shutdown(wait=True)
         self.pool.shutdown(wait=True)
         self.http.close()
 
@@ -107,47 +110,51 @@ class Sender:
     def _deliver_due(self, limit: int | None) -> int:
         rt = self.rt
         made = 0
-        while limit is None or made < limit:
-            specs = self._refresh_specs()
-            lease = (max((self._timeout(s) for s in specs.values()), default=10.0) * 2 + 30) * max(
-                rt.settings.clock_speed, 1.0)
-            n = BATCH if limit is None else min(BATCH, limit - made)
-            with rt.db.write() as s:
-                batch = outbox.claim_due(s, now=rt.clock.now(), limit=n, lease=lease)
-            if not batch:
-                break
-            if len(batch) == 1:
-                outcomes = [self._send_one(specs, batch[0])]
-            else:
-                outcomes = list(self.pool.map(functools.partial(self._send_one, specs), batch))
-            self._record(specs, outcomes)
-            made += len(batch)
+        recording: Future[None] | None = None
+        try:
+            while limit is None or made < limit:
+                specs = self._refresh_specs()
+                lease = (max((self._timeout(s) for s in specs.values()), default=10.0) * 2 + 30) * max(
+                    rt.settings.clock_speed, 1.0)
+                n = BATCH if limit is None else min(BATCH, limit - made)
+                with rt.db.write() as s:
+                    batch = outbox.claim_due(s, now=rt.clock.now(), limit=n, lease=lease)
+                if not batch:
+                    break
+                if len(batch) == 1:
+                    outcomes = [self._send_one(specs, batch[0])]
+                else:
+                    outcomes = list(self.pool.map(functools.partial(self._send_one, specs), batch))
+                if recording is not None:
+                    recording.result()  # at most one batch waits to be recorded
+                recording = self.recorder.submit(self._record, specs, outcomes)
+                made += len(batch)
+        finally:
+            if recording is not None:
+                recording.result()
         return made
 
     def _record(self, specs: dict[str, ChannelSpec], outcomes: list[Outcome]) -> None:
         st = self.rt.settings
+        results: list[outbox.AttemptResult] = []
+        for o in outcomes:
+            r = o.result
+            outcome, error, retry_at = r.outcome, r.error, None
+            if outcome == "retry":
+                max_attempts = self._max_attempts(specs.get(o.claimed.channel))
+                if o.claimed.attempt >= max_attempts:
+                    outcome = "dead"
+                    error = f"gave up after {o.claimed.attempt} attempts; last error: {r.error}"
+                else:
+                    delay = backoff(o.claimed.attempt, base=st.comms_retry_base, cap=st.comms_retry_cap, rng=self.rng)
+                    retry_at = o.finished_at + max(delay, r.retry_after or 0.0)
+            if outcome == "dead":
+                log.warning("outbox message %s dead-lettered: %s", o.claimed.id, error,
+                            extra={"incident": o.claimed.incident_id})
+            results.append(outbox.AttemptResult(o.claimed.id, o.claimed.attempt, o.started_at, o.finished_at,
+                                                outcome, r.status, error, retry_at))
         with self.rt.db.write() as s:
-            for o in outcomes:
-                r = o.result
-                outcome, error, retry_at = r.outcome, r.error, None
-                spec = specs.get(o.claimed.channel)
-                if outcome == "retry":
-                    max_attempts = self._max_attempts(spec)
-                    if o.claimed.attempt >= max_attempts:
-                        outcome = "dead"
-                        error = f"gave up after {o.claimed.attempt} attempts; last error: {r.error}"
-                    else:
-                        delay = backoff(o.claimed.attempt, base=st.comms_retry_base, cap=st.comms_retry_cap,
-                                        rng=self.rng)
-                        retry_at = o.finished_at + max(delay, r.retry_after or 0.0)
-                if outcome == "dead":
-                    log.warning("outbox message %s dead-lettered: %s", o.claimed.id, error,
-                                extra={"incident": o.claimed.incident_id})
-                outbox.record_attempt(
-                    s, message_id=o.claimed.id, attempt=o.claimed.attempt, started_at=o.started_at,
-                    finished_at=o.finished_at, outcome=outcome, status_code=r.status, error=error,
-                    retry_at=retry_at,
-                )
+            outbox.record_many(s, results)
 
     def seconds_until_due(self) -> float | None:
         """Clock seconds until the next pending message is due (None when nothing is pending)."""
