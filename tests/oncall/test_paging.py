@@ -338,3 +338,30 @@ def test_gaps_and_failures_never_block_opening(db_url: str, tmp_path: Path) -> N
         assert gaps == ["technical_lead", "communications_lead", "support_liaison"]
     finally:
         rt.db.dispose()
+
+
+def test_cli_page_escalations_and_ack(live: tuple[LiveServer, ManualClock]) -> None:
+    import orjson
+    from typer.testing import CliRunner
+
+    from codeblue.cli.main import app as cli
+
+    srv, clock = live
+    inc = open_incident(srv)
+    iid = inc["id"]
+    runner = CliRunner()
+    auth = ["--url", srv.url, "--token", srv.token("responder", handle="ian")]
+    res = runner.invoke(cli, ["oncall", "page", str(iid), "--target", "risk", "--reason", "refund policy call", *auth])
+    assert res.exit_code == 0 and "paged ria" in res.output, res.output
+    res = runner.invoke(cli, ["oncall", "escalations", "--incident", str(iid), *auth])
+    assert res.exit_code == 0 and "active" in res.output
+    res = runner.invoke(cli, ["oncall", "ack", str(iid), *auth])
+    assert res.exit_code == 0 and "acknowledged" in res.output and "ian" in res.output
+    res = runner.invoke(cli, ["oncall", "escalations", "--incident", str(iid), "--json", *auth])
+    assert orjson.loads(res.output)[0]["state"] == "acknowledged"
+    before = len(outbox(srv, iid))
+    clock.advance(1800)
+    escalate(srv)
+    assert len(outbox(srv, iid)) == before
+    res = runner.invoke(cli, ["oncall", "page", str(iid), "--target", "nobody", "--reason", "x", *auth])
+    assert res.exit_code == 1 and "target" in res.output
