@@ -365,3 +365,41 @@ def test_cli_page_escalations_and_ack(live: tuple[LiveServer, ManualClock]) -> N
     assert len(outbox(srv, iid)) == before
     res = runner.invoke(cli, ["oncall", "page", str(iid), "--target", "nobody", "--reason", "x", *auth])
     assert res.exit_code == 1 and "target" in res.output
+
+
+def test_pages_arrive_by_real_smtp_and_the_link_in_the_mail_acknowledges(tmp_path: Path) -> None:
+    """End to end: the comms sender delivers the pages to an SMTP server on loopback; the link in the e-mail works."""
+    import re
+    import time
+
+    from tests.comms.peers import SmtpSink
+
+    cfg = tmp_path / "oncall.yaml"
+    cfg.write_text(CONFIG)
+    settings = make_settings(f"sqlite:///{tmp_path}/cb.db", tmp_path, oncall_config=cfg,
+                             public_url="https://cb.example.test")
+    with SmtpSink() as smtp:
+        srv = LiveServer(settings, ManualClock(T0)).start()
+        try:
+            r = srv.admin().post("/v1/comms/channels", json={"name": "email", "host": "127.0.0.1", "port": smtp.port,
+                                                             "from": "codeblue@example.test"})
+            assert r.status_code == 201, r.text
+            inc = open_incident(srv)
+            deadline = time.monotonic() + 30
+            while len(smtp.messages) < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert sorted(rcpt for _f, rcpts in smtp.envelopes for rcpt in rcpts) == [
+                "cat@example.test", "fin@example.test", "ian@example.test", "oli@example.test"]
+            mail = next(m for m in smtp.messages if "ian@example.test" in str(m["To"]))
+            assert "technical lead" in str(mail["Subject"])
+            payload = mail.get_payload(decode=True)
+            text = payload.decode() if isinstance(payload, bytes) else str(mail.get_payload())
+            assert "You drive diagnosis and mitigation" in text
+            m = re.search(r"https://cb\.example\.test(/v1/oncall/ack/[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)", text)
+            assert m is not None, text
+            r = srv.client().get(m.group(1))
+            assert r.status_code == 200 and r.json()["handle"] == "ian"
+            esc = srv.client("viewer").get("/v1/oncall/escalations", params={"incident_id": inc["id"]}).json()
+            assert esc[0]["state"] == "acknowledged"
+        finally:
+            srv.stop()
