@@ -1085,11 +1085,17 @@ class Guard:
         log.info("codeblue guard: a control expired; %d restrictive controls in force", len(rebuilt.rules))
         self._emit("changed", rebuilt.revision)
 
+    @property
+    def _stale_threshold(self) -> float:
+        # Without the stream only polls confirm the revision: don't call every poll interval "stale".
+        return self.stale_after if self._stream_enabled else max(self.stale_after, self.poll_interval * 1.5)
+
     def _check_stale(self) -> None:
         stale = self.stale_for
-        if self.url is None or self._stale_warned or stale <= self.stale_after:
+        threshold = self._stale_threshold
+        if self.url is None or self._stale_warned or stale <= threshold:
             return
-        if math.isinf(stale) and self._clock() - self.started_at <= self.stale_after:
+        if math.isinf(stale) and self._clock() - self.started_at <= threshold:
             return  # just started: give the first connection its chance before warning
         self._stale_warned = True
         st = self._state
