@@ -50,6 +50,7 @@ class DetectConfig:
     #: Baseline: half-life of the exponentially weighted rate, the minimum learned denominator, and how much
     #: stream a workflow needs before it is judged at all ("after about an hour of traffic").
     half_life_s: float = 3600.0
+    memory_events: float = 30.0
     min_baseline: float = 100.0
     warmup_s: float = 1800.0
     #: Weight (in denominators) a new breakdown series inherits from its workflow's baseline.
@@ -133,8 +134,9 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
     skipped = first - (blk.closed_to + 1)
     d = cfg.decay
     if skipped > 0:
-        blk.bnum[:n] *= d**skipped
-        blk.bden[:n] *= d**skipped
+        dd = np.where(blk.bnum[:n] >= cfg.memory_events, d**skipped, 1.0)
+        blk.bnum[:n] *= dd
+        blk.bden[:n] *= dd
     for b in range(first, close_to + 1):
         slot = b % FINE_N
         ok = blk.fine_ids[:n, slot] == b
@@ -142,8 +144,11 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
         x = vec[:, NUM_IDX]
         m = vec[:, DEN_IDX]
         keep = ~blk.hold[:n] & (blk.learn_b[:n] <= b)[:, None]
-        bnum = blk.bnum[:n] * d + np.where(keep, x, 0.0)
-        bden = blk.bden[:n] * d + np.where(keep, m, 0.0)
+        # Forget only what is already well known: a rate keeps at least `memory_events` bad events of memory,
+        # so a rare indicator (wrong-entity actions at ~0) is judged against all its clean history.
+        dd = np.where(blk.bnum[:n] >= cfg.memory_events, d, 1.0)
+        bnum = blk.bnum[:n] * dd + np.where(keep, x, 0.0)
+        bden = blk.bden[:n] * dd + np.where(keep, m, 0.0)
         blk.bnum[:n] = bnum
         blk.bden[:n] = bden
         p0 = np.clip((bnum + 0.5) / (bden + 1.0), 1e-6, 0.45)
