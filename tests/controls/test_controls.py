@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from codeblue.clock import ManualClock
 from codeblue.controls import service
 from codeblue.controls.model import Control, RevisionLogEntry
+from codeblue.controls.stream import broadcaster_of
 from tests.controls.sse import SSEReader
 from tests.support import LiveServer
 
@@ -171,6 +173,12 @@ def test_stream_sees_a_kill_switch_set_through_the_api(cserver: LiveServer) -> N
         patch3 = sse.next("patch")[2]
         assert patch3["prev"] == patch2["revision"]
         assert patch3["configs"]["prompt/refund-assistant"]["content"] == {"v1": "Be careful with refunds."}
+        assert broadcaster_of(cserver.rt).subscriber_count("production") == 1
+    # A client that goes away is unsubscribed (the server notices the disconnect).
+    deadline = time.monotonic() + 20
+    while broadcaster_of(cserver.rt).subscriber_count() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert broadcaster_of(cserver.rt).subscriber_count() == 0
 
 
 def test_stream_environments_are_separate_chains(cserver: LiveServer) -> None:
