@@ -266,3 +266,21 @@ def test_expiry_lifts_a_control_and_bumps_the_revision(manual_server: tuple[Live
         row = s.get(Control, short["id"])
         assert row is not None and row.lifted_by == "system:expiry" and row.lift_reason == "expired"
         assert row.lifted_at == clock.now()
+
+
+def test_controls_changed_hook_fires_inside_the_transaction(sqlite_server: LiveServer) -> None:
+    from codeblue.hooks import hooks
+
+    seen: list[int] = []
+
+    def on_changed(s: Any, rt: Any, revision: int) -> None:
+        # Inside the caller's transaction: the revision-log row is already visible to it.
+        assert s.get(RevisionLogEntry, revision) is not None
+        seen.append(revision)
+
+    hooks.on("controls.changed", on_changed)
+    c = sqlite_server.client("responder")
+    a = c.post("/v1/controls", json=KILL).json()["revision"]
+    c.post("/v1/configs/feature_flag/refund-v2/versions", json={"content": True})
+    b = c.post("/v1/configs/feature_flag/refund-v2/activate", json={"version": "v1"}).json()
+    assert seen == [a, a + 1] and b["to"] == "v1"
