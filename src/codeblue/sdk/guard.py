@@ -19,6 +19,7 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import itertools
 import logging
 import math
 import os
@@ -292,6 +293,8 @@ class Guard:
         """Everything that belongs to one process (recreated in a forked child)."""
         self.client_id = uuid.uuid4().hex
         self.pid = os.getpid()
+        self._trace_prefix = f"{random.getrandbits(64):016x}"
+        self._trace_seq = itertools.count(random.getrandbits(48))
         self._apply_lock = threading.Lock()
         self._breaker_lock = threading.Lock()
         self._stop = threading.Event()

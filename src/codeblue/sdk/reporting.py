@@ -155,8 +155,8 @@ class Trace:
         self._guard = guard
         self.workflow = workflow
         self.key = key if key is not None else subject
-        # W3C/OpenTelemetry-style 128-bit id; not a secret, so the fast PRNG (reseeded after fork) is fine
-        self.trace_id = trace_id or f"{random.getrandbits(128):032x}"
+        # a 128-bit id (32 hex digits): a random per-process prefix and a counter, unique without a syscall
+        self.trace_id = trace_id or f"{guard._trace_prefix}{next(guard._trace_seq) & 0xFFFFFFFFFFFFFFFF:016x}"
         self.versions = guard.versions(workflow, key=self.key)
         base: dict[str, Any] = {"workflow": workflow, "trace_id": self.trace_id}
         if guard.service:
