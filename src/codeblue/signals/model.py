@@ -37,8 +37,6 @@ class StoredEvent(Base):
 
     __table_args__ = (
         Index("ix_events_workflow_time", "workflow", "time"),
-        Index("ix_events_time", "time"),
-        Index("ix_events_version_set", "version_set"),
     )
 
 

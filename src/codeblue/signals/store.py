@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -139,6 +139,7 @@ def query_events(
     """Stored events in [since, until) for a workflow (None: all), oldest first, one page at a time.
 
     `versions` keeps events served by every given "<kind>/<name>" → version; `kinds` keeps those kinds.
+    With a workflow the query runs on the (workflow, time) index; without one it scans the table.
     Pass the returned `next_cursor` back to get the following page (None when there is no more).
     """
     if limit < 1 or limit > MAX_LIMIT:
@@ -180,9 +181,22 @@ def count_events(s: Session, *, workflow: str | None = None) -> int:
     return int(s.execute(q).scalar_one())
 
 
-def delete_events_before(s: Session, *, before: float, batch: int = 20_000) -> int:
-    """Delete up to `batch` events with time < `before` (oldest first); returns how many went."""
-    ids = select(StoredEvent.id).where(StoredEvent.time < before).order_by(StoredEvent.time).limit(batch)
+def stored_workflows(s: Session) -> list[str]:
+    """Every workflow with stored events, by skipping through the (workflow, time) index (one probe each)."""
+    sql = text(
+        "WITH RECURSIVE w(name) AS ("
+        " SELECT (SELECT min(workflow) FROM events)"
+        " UNION ALL SELECT (SELECT min(workflow) FROM events WHERE workflow > w.name) FROM w"
+        " WHERE w.name IS NOT NULL)"
+        " SELECT name FROM w WHERE name IS NOT NULL"
+    )
+    return [str(r[0]) for r in s.execute(sql)]
+
+
+def delete_events_before(s: Session, *, workflow: str, before: float, batch: int = 20_000) -> int:
+    """Delete up to `batch` events of `workflow` with time < `before` (oldest first); returns how many went."""
+    ids = (select(StoredEvent.id).where(StoredEvent.workflow == workflow, StoredEvent.time < before)
+           .order_by(StoredEvent.time).limit(batch))
     res = s.execute(delete(StoredEvent).where(StoredEvent.id.in_(ids.scalar_subquery())))
     return int(getattr(res, "rowcount", 0) or 0)
 
@@ -194,12 +208,15 @@ def apply_retention(rt: Runtime, *, batch: int = 20_000) -> int:
         return 0
     before = rt.clock.now() - days * 86400.0
     total = 0
-    while True:
-        with rt.db.write() as s:
-            n = delete_events_before(s, before=before, batch=batch)
-        total += n
-        if n < batch:
-            break
+    with rt.db.read() as s:
+        workflows = stored_workflows(s)
+    for wf in workflows:
+        while True:
+            with rt.db.write() as s:
+                n = delete_events_before(s, workflow=wf, before=before, batch=batch)
+            total += n
+            if n < batch:
+                break
     if total:
         log.info("retention: deleted %d events older than %.1f days", total, days)
     return total

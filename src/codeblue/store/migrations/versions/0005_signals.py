@@ -30,9 +30,9 @@ def upgrade() -> None:
         sa.Column("version_set", sa.Integer, nullable=True),
         sa.Column("body", sa.Text, nullable=False),
     )
+    # The one secondary index: every audit query and the retention sweep go by (workflow, time); each extra
+    # index costs intake about 0.4 µs per event.
     op.create_index("ix_events_workflow_time", "events", ["workflow", "time"])
-    op.create_index("ix_events_time", "events", ["time"])
-    op.create_index("ix_events_version_set", "events", ["version_set"])
     op.create_table(
         "event_version_sets",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
