@@ -238,3 +238,35 @@ def test_channel_secrets_are_sealed_and_never_returned(make_server: MakeServer, 
     assert r.status_code == 422 and r.json()["field"] == "secret"
     assert srv.client("responder").post("/v1/comms/channels", json=body).status_code == 403
     assert srv.client().post("/v1/comms/channels", json=body).status_code == 401
+
+
+def test_enqueue_dedup_holds_across_concurrent_transactions(make_server: MakeServer) -> None:
+    """Two transactions racing to queue the same key (two replicas handling one retried request) both
+    succeed and leave one row."""
+    import threading
+
+    srv = make_server()
+    barrier = threading.Barrier(2)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait()
+            with srv.rt.db.write() as s:
+                m = outbox.enqueue(s, srv.rt, channel="email", kind="page", dedup_key="page:1:al:incident_lead",
+                                   subject=f"from {n}", body="b")
+                s.flush()
+                ids.append(m.id)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert len(ids) == 2 and ids[0] == ids[1]
+    with srv.rt.db.read() as s:
+        assert outbox.counts(s)["pending"] == 1

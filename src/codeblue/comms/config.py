@@ -97,8 +97,12 @@ def _item(audience: str, raw: Any, base: ItemPolicy | None, where: str) -> ItemP
     every = base.every if base else None
     if "every" in raw:
         every = None if raw["every"] in (None, "never") else duration(raw["every"], f"{where}.every")
-    within = duration(raw["within"], f"{where}.within") if "within" in raw else (
-        base.within if base else (every or 600.0))
+    if "within" in raw:
+        within = duration(raw["within"], f"{where}.within")
+    elif "every" in raw and every is not None and (base is None or base.within == base.every):
+        within = every  # a recurring item whose first one was due one interval in keeps that shape
+    else:
+        within = base.within if base else (every or 600.0)
     return ItemPolicy(audience, after, within, every)
 
 

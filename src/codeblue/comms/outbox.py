@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from codeblue.comms.model import STATES, DeliveryAttempt, OutboxMessage
 from codeblue.errors import Invalid, NotFound
@@ -80,10 +80,12 @@ def enqueue(
     pending: dict[str, OutboxMessage] = s.info.setdefault(PENDING, {})
     if dedup_key in pending and pending[dedup_key] in s:
         return pending[dedup_key]
-    with s.no_autoflush:
-        existing = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
-    if existing is not None:
-        return existing
+    postgres = s.get_bind().dialect.name == "postgresql"
+    if not postgres:
+        with s.no_autoflush:
+            existing = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
+        if existing is not None:
+            return existing
     now = rt.clock.now()
     values: dict[str, Any] = {
         "channel": channel,
@@ -101,14 +103,16 @@ def enqueue(
         "updated_at": now,
         "last_error": "",
     }
-    if s.get_bind().dialect.name == "postgresql":
+    if postgres:
         # Several replicas may race on one key: insert-or-ignore keeps one row and both callers succeed.
         new_id = s.execute(_PG_INSERT, values).scalar()
-        row = s.get(OutboxMessage, new_id) if new_id is not None else None
-        if row is None:
-            row = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
-            assert row is not None
-            return row
+        if new_id is None:
+            existing = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
+            assert existing is not None
+            return existing
+        row = OutboxMessage(id=new_id, **values)
+        make_transient_to_detached(row)  # it is in the database already: attach it as loaded, without a query
+        s.add(row)
     else:
         # SQLite write transactions are serialised (BEGIN IMMEDIATE), so the check above is authoritative;
         # rows are inserted together when the session flushes.
