@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from codeblue.errors import Forbidden, Invalid
 from codeblue.http import RT, ORJSONResponse, Responder, Viewer
 from codeblue.incidents import service
 from codeblue.incidents.model import FAILURE_TYPES, MILESTONES, ROLES, SEVERITIES, STATUSES
+from codeblue.runtime import Runtime
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+#: rt.extras key of the in-process SQLite writer gate (shared by any domain that wants it).
+WRITE_GATE = "store.sqlite_write_gate"
 
 class Severity(StrEnum):
     SEV1 = "SEV1"
@@ -146,6 +153,20 @@ class IncidentPatch(_Strict):
     workflows: list[Workflow] | None = Field(default=None, max_length=100)
 
 
+@contextmanager
+def _write(rt: Runtime) -> Iterator[Session]:
+    """One write transaction per request. On SQLite, writers of this process queue on a lock first: SQLite's own
+    busy handler makes a waiting writer sleep in growing steps (up to 100 ms), which under concurrency wastes
+    the moment the database frees up and makes the tail latency explode. PostgreSQL needs no gate (row locks)."""
+    if not rt.db.is_sqlite:
+        with rt.db.write() as s:
+            yield s
+        return
+    lock: threading.Lock = rt.extras.setdefault(WRITE_GATE, threading.Lock())
+    with lock, rt.db.write() as s:
+        yield s
+
+
 def _json(data: Any, status: int = 200) -> Response:
     """Serialise with orjson directly: no response-model validation, no extra thread hop."""
     return ORJSONResponse(data, status_code=status)
@@ -158,7 +179,7 @@ def _suspects(items: list[SuspectIn] | None) -> list[dict[str, Any]] | None:
 @router.post("", status_code=201, response_model=None)
 def open_incident(body: IncidentIn, rt: RT, who: Responder) -> Response:
     """Open an incident (status triggered), optionally assigning roles at once."""
-    with rt.db.write() as s:
+    with _write(rt) as s:
         inc = service.open_incident(
             s, rt, title=body.title, workflows=list(body.workflows), severity=body.severity.value,
             failure_type=body.failure_type.value, summary=body.summary,
@@ -198,7 +219,7 @@ def get_incident(incident_id: int, rt: RT, _who: Viewer) -> Response:
 @router.patch("/{incident_id}", response_model=None)
 def patch_incident(incident_id: int, body: IncidentPatch, rt: RT, who: Responder) -> Response:
     """Change triage facts (severity, failure type, summary, ETA, harm, suspects, workflows, title)."""
-    with rt.db.write() as s:
+    with _write(rt) as s:
         inc = service.update_triage(
             s, rt, incident_id=incident_id, actor=who.handle,
             severity=body.severity.value if body.severity else None,
@@ -215,20 +236,20 @@ def set_status(incident_id: int, body: StatusIn, rt: RT, who: Responder) -> Resp
     """Move along the lifecycle; closing needs the lead role. 409 names the allowed moves."""
     if body.to.value == "closed" and not who.has("lead"):
         raise Forbidden("closing an incident needs the role lead", field="to")
-    with rt.db.write() as s:
+    with _write(rt) as s:
         inc = service.set_status(s, rt, incident_id=incident_id, to=body.to.value, actor=who.handle, note=body.note)
         return _json(inc.as_dict())
 
 
 @router.post("/{incident_id}/ack", response_model=None)
 def acknowledge(incident_id: int, rt: RT, who: Responder) -> Response:
-    with rt.db.write() as s:
+    with _write(rt) as s:
         return _json(service.acknowledge(s, rt, incident_id=incident_id, actor=who.handle).as_dict())
 
 
 @router.post("/{incident_id}/roles", response_model=None)
 def assign_role(incident_id: int, body: RoleIn, rt: RT, who: Responder) -> Response:
-    with rt.db.write() as s:
+    with _write(rt) as s:
         service.assign_role(s, rt, incident_id=incident_id, role=body.role.value, handle=body.handle,
                             actor=who.handle)
         return _json(service.get_incident(s, incident_id).as_dict(history=True))
@@ -236,7 +257,7 @@ def assign_role(incident_id: int, body: RoleIn, rt: RT, who: Responder) -> Respo
 
 @router.post("/{incident_id}/notes", status_code=201, response_model=None)
 def add_note(incident_id: int, body: NoteIn, rt: RT, who: Responder) -> Response:
-    with rt.db.write() as s:
+    with _write(rt) as s:
         entry = service.append_entry(s, rt, incident_id=incident_id, kind="note", text=body.text, actor=who.handle)
         return _json(entry.as_dict(), 201)
 
@@ -244,7 +265,7 @@ def add_note(incident_id: int, body: NoteIn, rt: RT, who: Responder) -> Response
 @router.post("/{incident_id}/reports", status_code=201, response_model=None)
 def user_report(incident_id: int, body: ReportIn, rt: RT, who: Responder) -> Response:
     """A user report fed back by the support liaison: on the timeline and counted as a complaint."""
-    with rt.db.write() as s:
+    with _write(rt) as s:
         entry = service.record_user_report(s, rt, incident_id=incident_id, text=body.text, actor=who.handle,
                                            subject=body.subject, channel=body.channel)
         return _json(entry.as_dict(), 201)
@@ -256,7 +277,7 @@ def set_milestone(incident_id: int, body: MilestoneIn, rt: RT, who: Responder) -
 
     A milestone already set is left alone: the answer says ``"set": false``.
     """
-    with rt.db.write() as s:
+    with _write(rt) as s:
         name = body.name.value
         if name == "eta":
             eta = body.data.get("eta", body.at)
