@@ -59,7 +59,6 @@ def test_fault_with_no_change_names_no_confident_suspect() -> None:
 
 def test_clean_traffic_with_bursts_and_benign_changes_opens_nothing() -> None:
     from codeblue.sim import generate
-
     from tests.signals.helpers import replay_events
 
     run = generate("clean", 3, days=0.75)
