@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session
 
 from codeblue.errors import CodeblueError, Conflict, Forbidden, Invalid, NotFound
@@ -40,11 +40,13 @@ class Skip(Exception):
 
 
 class NotYet(Exception):
-    """A wait or verify step that has not finished; it keeps its progress in the result."""
+    """A wait or verify step that has not finished; it keeps its progress in the result and is looked at
+    again after `recheck` seconds."""
 
-    def __init__(self, progress: dict[str, Any]) -> None:
+    def __init__(self, progress: dict[str, Any], recheck: float = 15.0) -> None:
         super().__init__("not yet")
         self.progress = progress
+        self.recheck = recheck
 
 
 def library(rt: Runtime) -> Library:
@@ -244,9 +246,13 @@ class TickResult:
 def tick(rt: Runtime) -> TickResult:
     """Advance every run with work to do: at most one step per transaction."""
     res = TickResult()
+    now = rt.clock.now()
     with rt.db.read() as s:
         step_ids = list(s.scalars(
-            select(RunbookStep.id).where(RunbookStep.state.in_(("pending", "waiting"))).order_by(
+            select(RunbookStep.id).where(
+                RunbookStep.state.in_(("pending", "waiting")),
+                or_(RunbookStep.next_attempt_at.is_(None), RunbookStep.next_attempt_at <= now),
+            ).order_by(
                 RunbookStep.incident_id, RunbookStep.run_id, RunbookStep.position)))
     for sid in step_ids:
         try:
@@ -311,6 +317,7 @@ def _advance_step(s: Session, rt: Runtime, step_id: int) -> str:
         sp.rollback()
         step.state = "waiting"
         step.result = {**(step.result or {}), **wait.progress}
+        step.next_attempt_at = now + max(wait.recheck, 0.0)
         return "waiting"
     except Skip as skip:
         sp.rollback()
@@ -450,7 +457,7 @@ def _execute(s: Session, rt: Runtime, run: RunbookRun, step: RunbookStep, inc: I
     if t == "wait":
         started = step.started_at or now
         if now < started + float(spec["duration"]):
-            raise NotYet({"until": started + float(spec["duration"])})
+            raise NotYet({"until": started + float(spec["duration"])}, recheck=started + float(spec["duration"]) - now)
         return {"_text": f"step {step.step_id}: waited {float(spec['duration']):.0f}s"}
     if t == "verify":
         return _verify(s, rt, run, step, inc, spec, now)
@@ -542,8 +549,11 @@ def baseline(s: Session, *, workflow: str, indicator: str, before: float, span: 
 
 
 def check_conditions(s: Session, inc: Incident, conditions: list[dict[str, Any]], since: float, until: float,
-                     min_events: int) -> tuple[str, list[dict[str, Any]]]:
-    """'pass', 'fail' or 'wait' (too few events) for every condition on every workflow of the incident."""
+                     min_events: int, baselines: dict[str, float | None] | None = None
+                     ) -> tuple[str, list[dict[str, Any]]]:
+    """'pass', 'fail' or 'wait' (too few events) for every condition on every workflow of the incident.
+    `baselines` caches the pre-onset baseline of each workflow/indicator between calls."""
+    cache: dict[str, float | None] = {} if baselines is None else baselines
     onset, _ = _window(inc, until)
     verdict = "pass"
     details = []
@@ -554,10 +564,13 @@ def check_conditions(s: Session, inc: Incident, conditions: list[dict[str, Any]]
             if cond.get("below") is not None:
                 limit = float(cond["below"])
             else:
-                base = baseline(s, workflow=wf, indicator=cond["indicator"], before=onset)
-                limit = (base.value or 0.0) * float(cond["baseline_factor"])
+                ck = f"{wf}/{cond['indicator']}"
+                if ck not in cache:
+                    cache[ck] = baseline(s, workflow=wf, indicator=cond["indicator"], before=onset).value
+                base_value = cache[ck]
+                limit = (base_value or 0.0) * float(cond["baseline_factor"])
                 # an indicator whose baseline is 0 (e.g. wrong-entity) must stay at 0, with a small allowance
-                limit = max(limit, 1.0 / max(min_events, 1) if base.value == 0 else limit)
+                limit = max(limit, 1.0 / max(min_events, 1) if base_value == 0 else limit)
             ok = m.value is not None and m.value <= limit
             details.append({"workflow": wf, **m.as_dict(), "limit": limit, "ok": ok})
             if m.denominator < min_events:
@@ -575,14 +588,16 @@ def _verify(s: Session, rt: Runtime, run: RunbookRun, step: RunbookStep, inc: In
     started = step.started_at or now
     hold = float(spec.get("hold", 600.0))
     min_events = int(spec.get("min_events", 200))
-    verdict, details = check_conditions(s, inc, spec["conditions"], started, now + 1, min_events)
+    baselines: dict[str, float | None] = dict((step.result or {}).get("baselines") or {})
+    verdict, details = check_conditions(s, inc, spec["conditions"], started, now + 1, min_events, baselines)
     if verdict == "pass" and now >= started + hold:
         return {"checks": details, "_text": f"step {step.step_id}: verified — conditions held for {hold:.0f}s "
                                              f"over enough events"}
     if verdict == "fail" and now >= started + hold:
         raise Conflict("verification failed: " + "; ".join(
             f"{d['workflow']} {d['indicator']}={d['value']} > {d['limit']:.4g}" for d in details if not d["ok"]))
-    raise NotYet({"checks": details, "verdict": verdict, "until": started + hold})
+    raise NotYet({"checks": details, "verdict": verdict, "until": started + hold, "baselines": baselines},
+                 recheck=min(30.0, max(hold / 4, 1.0)))
 
 
 # ----- people: request, approve, deny, accept -------------------------------------------------------------------
