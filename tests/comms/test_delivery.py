@@ -152,6 +152,10 @@ def test_dead_letter_after_max_attempts_with_visible_reason(make_server: MakeSer
         assert [a["status_code"] for a in flaky["attempt_log"]] == [503, 503, 503, 503]
         nowhere = msgs["webhook:nowhere"]
         assert nowhere["state"] == "dead" and "channel 'webhook:nowhere' is not configured" in nowhere["last_error"]
+        timeline = srv.client("viewer").get(f"/v1/incidents/{inc['id']}/timeline").json()
+        entries = timeline if isinstance(timeline, list) else timeline.get("entries", [])
+        notes = [e["text"] for e in entries if e["kind"] == "comms.dead_letter"]
+        assert len(notes) == 2 and any("gave up after 4 attempts" in n for n in notes)
         dead = srv.client("viewer").get("/v1/comms/outbox", params={"state": "dead"}).json()
         assert {m["channel"] for m in dead["messages"]} == {"webhook:flaky", "webhook:nowhere"}
 

@@ -204,14 +204,15 @@ _RECORD = (
 )
 
 
-def record_many(s: Session, results: list[AttemptResult]) -> None:
+def record_many(s: Session, results: list[AttemptResult]) -> list[int]:
     """Store the results of a batch of attempts in three statements (the sender's hot path).
 
     A result only decides the message's state when the message is still claimed by that attempt; if its
     lease ran out and another attempt re-claimed it, only a confirmation is taken (delivered stays delivered).
+    Returns the ids of the messages this batch dead-lettered.
     """
     if not results:
-        return
+        return []
     c = _TABLE.c
     current = {r.id: r for r in s.execute(
         select(c.id, c.state, c.attempts, c.next_attempt_at, c.delivered_at, c.last_error, c.last_status)
@@ -219,6 +220,7 @@ def record_many(s: Session, results: list[AttemptResult]) -> None:
     )}
     attempts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    dead: list[int] = []
     for x in results:
         row = current.get(x.message_id)
         if row is None:
@@ -229,6 +231,8 @@ def record_many(s: Session, results: list[AttemptResult]) -> None:
         ours = row.state == "sending" and row.attempts == x.attempt
         if not ours and not (x.outcome == "delivered" and row.state != "delivered"):
             continue
+        if x.outcome == "dead":
+            dead.append(x.message_id)
         updates.append({
             "_id": x.message_id,
             "_state": "pending" if x.outcome == "retry" else x.outcome,
@@ -243,6 +247,7 @@ def record_many(s: Session, results: list[AttemptResult]) -> None:
         s.execute(insert(_ATTEMPTS), attempts)
     if updates:
         s.connection().execute(_RECORD, updates)
+    return dead
 
 
 # ----- views -------------------------------------------------------------------------------------------

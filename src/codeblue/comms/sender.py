@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
+from sqlalchemy.orm import Session
 
 from codeblue.comms import channels, outbox
 from codeblue.comms.channels import ChannelSpec, Result
@@ -154,7 +155,24 @@ class Sender:
             results.append(outbox.AttemptResult(o.claimed.id, o.claimed.attempt, o.started_at, o.finished_at,
                                                 outcome, r.status, error, retry_at))
         with self.rt.db.write() as s:
-            outbox.record_many(s, results)
+            dead = set(outbox.record_many(s, results))
+            for o in outcomes:
+                if o.claimed.id in dead and o.claimed.incident_id is not None:
+                    self._note_dead(s, o.claimed, next(r.error for r in results if r.message_id == o.claimed.id))
+
+    def _note_dead(self, s: Session, msg: Claimed, reason: str) -> None:
+        """A message about an incident that could not be delivered is a fact the responders must see."""
+        from codeblue.errors import NotFound
+        from codeblue.incidents import service as incidents
+
+        try:
+            incidents.append_entry(
+                s, self.rt, incident_id=msg.incident_id or 0, kind="comms.dead_letter", actor="system:comms",
+                text=f"{msg.kind} via {msg.channel} could not be delivered: {reason}",
+                data={"message_id": msg.id, "channel": msg.channel, "dedup_key": msg.dedup_key},
+            )
+        except NotFound:
+            log.warning("dead-lettered message %s refers to missing incident %s", msg.id, msg.incident_id)
 
     def seconds_until_due(self) -> float | None:
         """Clock seconds until the next pending message is due (None when nothing is pending)."""
