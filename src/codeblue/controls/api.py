@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from codeblue.auth.service import Principal
 from codeblue.changes.service import check_environment, parse_time
 from codeblue.controls import service
+from codeblue.controls.revision import written_revision
 from codeblue.controls.stream import broadcaster_of, stream
 from codeblue.errors import Invalid
 from codeblue.http import RT, Responder, Viewer, requires
@@ -70,7 +71,7 @@ def set_control(body: ControlIn, rt: RT, who: Responder) -> dict[str, Any]:
             environment=body.environment,
         )
         out = ctl.as_dict()
-        out["revision"] = service.current_revision(s)
+        out["revision"] = written_revision(s)
         return out
 
 
@@ -135,5 +136,5 @@ def lift_control(control_id: int, rt: RT, who: Responder, body: LiftIn | None = 
     with rt.db.write() as s:
         ctl = service.lift_control(s, rt, control_id=control_id, actor=who.handle, reason=why)
         out = ctl.as_dict()
-        out["revision"] = service.current_revision(s)
+        out["revision"] = written_revision(s)
         return out

@@ -22,6 +22,8 @@ from codeblue.runtime import Runtime
 
 BROADCASTER_KEY = "controls.broadcaster"
 _PENDING = "controls.pending"
+#: ``session.info`` key: the last revision this session's transaction wrote.
+LAST_REVISION = "controls.last_revision"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,12 @@ def entry_from_row(row: RevisionLogEntry) -> StreamEntry:
 def lock_revision(s: Session) -> int:
     """Take the revision row lock (held until commit) and return the current revision."""
     return int(s.execute(select(ControlsRevision.revision).where(ControlsRevision.id == 1).with_for_update()).scalar_one())
+
+
+def written_revision(s: Session) -> int:
+    """The last revision written in this session's transaction (else the current one)."""
+    rev = s.info.get(LAST_REVISION)
+    return int(rev) if rev is not None else current_revision(s)
 
 
 def current_revision(s: Session) -> int:
@@ -88,6 +96,7 @@ def bump_revision(
     }
     s.add(RevisionLogEntry(revision=revision, environment=environment, prev=prev, created_at=rt.clock.now(), patch=patch))
     s.flush()
+    s.info[LAST_REVISION] = revision
     hooks.emit("controls.changed", s=s, rt=rt, revision=revision)
     broadcaster = rt.extras.get(BROADCASTER_KEY)
     if broadcaster is not None:
