@@ -34,7 +34,7 @@ from codeblue.clock import ManualClock
 from codeblue.comms.model import OutboxMessage
 from codeblue.hooks import hooks
 from codeblue.incidents import service as incidents
-from codeblue.oncall import service, wiring
+from codeblue.oncall import wiring
 from codeblue.oncall.model import Escalation
 
 CONFIG = """\
@@ -101,16 +101,16 @@ def main() -> None:
                   f"({without / n * 1000:.1f} ms each)")
             clock.advance(300)
             t0 = time.perf_counter()
-            with rt.db.write() as s:
-                looked = service.run_escalations(s, rt)
+            wiring.escalate(rt)  # what the job runs each tick
             sweep = time.perf_counter() - t0
+            looked = n
             with rt.db.read() as s:
                 esc_pages = s.scalar(select(func.count()).select_from(OutboxMessage)
                                      .where(OutboxMessage.dedup_key.like("%:escalation:%")))
-            assert esc_pages == min(n, 200), esc_pages
+            assert esc_pages == n, esc_pages
             fits = "fits" if sweep < rt.settings.oncall_tick else "does NOT fit"
-            print(f"escalation sweep: {looked} due escalations advanced in {sweep * 1000:.0f} ms "
-                  f"({looked / sweep:.0f}/s); {fits} in one {rt.settings.oncall_tick:g} s tick")
+            print(f"escalation job run: {looked} due escalations advanced (each pages its next level) in "
+                  f"{sweep * 1000:.0f} ms ({looked / sweep:.0f}/s); {fits} in one {rt.settings.oncall_tick:g} s tick")
             rt.db.dispose()
 
 

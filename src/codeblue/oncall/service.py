@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ACTOR = "system:oncall"
 RULES_KEY = "oncall.rules"
+SWEEP_BATCH = 100  # escalations advanced per transaction
 
 #: What each role does first (the seed's incident-role box and on-call map).
 DUTIES: dict[str, str] = {
@@ -332,9 +333,18 @@ def acknowledge_by_token(s: Session, rt: Runtime, *, token: str) -> dict[str, An
 # ----- paging --------------------------------------------------------------------------------------------
 
 
+def _brief(inc: Any) -> dict[str, Any]:
+    """What paging and escalation read from an incident, without loading its role rows."""
+    return {
+        "id": inc.id, "title": inc.title, "status": inc.status, "severity": inc.severity,
+        "failure_type": inc.failure_type, "workflows": list(inc.workflows or []),
+        "acknowledged_at": inc.milestone("acknowledged"), "acknowledged_by": inc.acknowledged_by,
+    }
+
+
 def page(
     s: Session, rt: Runtime, *, incident_id: int, handle: str, role: str, reason: str, actor: str,
-    tag: str | None = None, timeline: bool = True,
+    tag: str | None = None, timeline: bool = True, _info: dict[str, Any] | None = None,
 ) -> Page:
     """Page a person about an incident through the outbox, with their role's first duties and a signed ack link.
 
@@ -344,8 +354,7 @@ def page(
     from codeblue.comms import outbox
     from codeblue.incidents import service as incidents
 
-    inc = incidents.get_incident(s, incident_id)
-    info = inc.as_dict()
+    info = _info if _info is not None else _brief(incidents.get_incident(s, incident_id))
     person = s.scalar(select(Person).where(Person.handle == handle))
     if person is None:
         raise NotFound(f"no person with handle {handle!r}", field="handle")
@@ -547,8 +556,9 @@ def start_escalation(s: Session, rt: Runtime, *, incident_id: int, policy: str |
     """Start escalating an unacknowledged incident: page the first level now. None if no policy covers it."""
     from codeblue.incidents import service as incidents
 
-    info = incidents.get_incident(s, incident_id).as_dict()
-    if info["milestones"].get("acknowledged") is not None:
+    inc = incidents.get_incident(s, incident_id)
+    info = _brief(inc)
+    if info["acknowledged_at"] is not None:
         return None
     if active_escalation(s, incident_id=incident_id) is not None:
         raise Conflict(f"incident {incident_id} is already escalating", field="incident_id")
@@ -595,7 +605,7 @@ def _fire_level(s: Session, rt: Runtime, esc: Escalation, info: dict[str, Any], 
             text = f"{head}: level {n} ({level['target']}) is {handle}, already paged"
         else:
             row = page(s, rt, incident_id=esc.incident_id, handle=handle, role="escalation", actor=ACTOR,
-                       tag=f"{esc.id}:{esc.cycle}:{esc.level}", timeline=False,
+                       tag=f"{esc.id}:{esc.cycle}:{esc.level}", timeline=False, _info=info,
                        reason=f"escalation policy {esc.policy}, level {n} ({source}){rnd}: not acknowledged yet")
             data["channels"], data["dedup_key"] = row.channels, row.dedup_key
             via = f" via {', '.join(row.channels)}" if row.channels else " (no channel could reach them)"
@@ -647,12 +657,12 @@ def run_escalations(s: Session, rt: Runtime) -> int:
         select(Escalation)
         .where(Escalation.state == "active", Escalation.next_at <= now)
         .order_by(Escalation.next_at)
-        .limit(200)
+        .limit(SWEEP_BATCH)
         .with_for_update(skip_locked=True)
     ))
     for esc in due:
-        info = incidents.get_incident(s, esc.incident_id).as_dict()
-        if info["milestones"].get("acknowledged") is not None:
+        info = _brief(incidents.get_incident(s, esc.incident_id))
+        if info["acknowledged_at"] is not None:
             stop_escalation(s, rt, incident_id=esc.incident_id, state="acknowledged",
                             by=info.get("acknowledged_by") or "")
             continue

@@ -60,8 +60,12 @@ def on_status(*, s: Session, rt: Runtime, incident: Any, new: str, **_: Any) -> 
 
 
 def escalate(rt: Runtime) -> None:
-    with rt.db.write() as s:
-        service.run_escalations(s, rt)
+    """Advance due escalations in batches (one transaction each) until none is left due."""
+    while True:
+        with rt.db.write() as s:
+            n = service.run_escalations(s, rt)
+        if n < service.SWEEP_BATCH:
+            return
 
 
 def setup(rt: Runtime) -> list[Job]:
