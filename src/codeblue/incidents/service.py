@@ -11,7 +11,7 @@ import typing
 from typing import Any
 
 from sqlalchemy import String, Table, bindparam, cast, insert, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.util import identity_key
 
 from codeblue.auth.service import person_by_handle
@@ -291,7 +291,9 @@ def _append_core(s: Session, rt: Runtime, *, incident_id: int, kind: str, text: 
     if held is not None:
         s.expire(held, _CHAIN_COLS)  # the object in the session must not keep the old head
     if hooks_subscribed("timeline.appended"):
-        inc = held if held is not None else get_incident(s, incident_id)
+        # one query for the incident and its roles: subscribers usually want inc.as_dict()
+        inc = held if held is not None else s.get(Incident, incident_id, options=[joinedload(Incident.role_rows)])
+        assert inc is not None
         hooks.emit("timeline.appended", s=s, rt=rt, incident=inc, entry=entry)
     return entry
 
