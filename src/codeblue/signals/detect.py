@@ -169,10 +169,12 @@ def test_block(
     rows = np.flatnonzero(blk.last_b[:n] > eval_b - FINE_N)
     if rows.size == 0:
         return []
-    rec = blk.recent(rows, eval_b)
-    cums = np.cumsum(rec, axis=1)
-    w_idx = [w - 1 for w in cfg.windows]
-    win = cums[:, w_idx, :]
+    # Window sums as one batched product: (rows, windows, slots) masks × (rows, slots, counters).
+    whole = rows.size == n
+    ids = blk.fine_ids[:n] if whole else blk.fine_ids[rows]
+    age = eval_b - ids
+    masks = np.stack([(age >= 0) & (age < w) for w in cfg.windows], axis=1).astype(np.int32)
+    win = np.matmul(masks, blk.fine[:n] if whole else blk.fine[rows])
     X = win[:, :, NUM_IDX].astype(np.float64)
     N = win[:, :, DEN_IDX].astype(np.float64)
     bnum = blk.bnum[rows]
@@ -215,7 +217,7 @@ def test_block(
                 s.key, int(i), float(best[r, i]), f"binomial test over {int(w * FINE_S)}s", w * FINE_S,
                 int(X[r, wi, i]), int(N[r, wi, i]), float(p0[r, i]))))
         else:
-            row = cums[r, -1]
+            row = win[r, -1]
             out.append((int(blk.wf[rows[r]]), Finding(
                 s.key, int(i), math.exp(-float(blk.cusum[rows[r], i])), "binomial CUSUM", FINE_N * FINE_S,
                 int(row[ind.num]), int(row[ind.den]), float(p0[r, i]))))
