@@ -67,6 +67,15 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/comms/channels/{name}/test"): ADMIN,
     ("POST", "/v1/comms/outbox/{message_id}/retry"): LEAD,
     ("POST", "/v1/incidents/{incident_id}/updates"): RESPONDER,
+    # runbooks (lint changes nothing: any reader may lint against the server's registry)
+    ("POST", "/v1/runbooks/lint"): {"viewer", "responder", "lead", "risk_owner", "admin"},
+    ("POST", "/v1/incidents/{incident_id}/runbook/run"): RESPONDER,
+    ("POST", "/v1/incidents/{incident_id}/runbook/accept"): RESPONDER,
+    ("POST", "/v1/incidents/{incident_id}/runbook/steps/{step_id}/request"): RESPONDER,
+    ("POST", "/v1/incidents/{incident_id}/runbook/steps/{step_id}/approve"): {"risk_owner", "lead", "admin"},
+    ("POST", "/v1/incidents/{incident_id}/runbook/steps/{step_id}/deny"): RESPONDER,
+    ("POST", "/v1/incidents/{incident_id}/recover"): RESPONDER,
+    ("POST", "/v1/incidents/{incident_id}/recover/approve"): RISK_OWNER,
 }
 
 #: Mutating routes that do not take a bearer token, and what authenticates them instead.

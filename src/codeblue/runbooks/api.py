@@ -78,14 +78,18 @@ def request_step(incident_id: int, step_id: int, rt: RT, who: Responder) -> dict
 
 @router.post("/incidents/{incident_id}/runbook/steps/{step_id}/approve")
 def approve_step(incident_id: int, step_id: int, rt: RT, who: Viewer) -> dict[str, Any]:
-    """Approve a step awaiting approval. A refusal (wrong role, or the requester approving their own step)
-    is recorded on the timeline before it is returned."""
+    """Approve a step awaiting approval (risk owners, or leads for `approval: lead` steps). A refusal — wrong
+    role, or the requester approving their own step — is written on the timeline before it is returned."""
+    why: str | None = None
     with rt.db.write() as s:
-        step = executor.get_step(s, incident_id=incident_id, step_id=step_id)
-        why = executor.approval_refusal(step, handle=who.handle, roles=who.roles)
-        if why is not None and step.state == "awaiting_approval":
-            executor.record_refusal(s, rt, incident_id=incident_id, step=step, actor=who.handle, why=why)
-    if why is not None and step.state == "awaiting_approval":
+        step = executor.find_step(s, incident_id=incident_id, step_id=step_id)
+        if step is not None:
+            why = executor.approval_refusal(step, handle=who.handle, roles=who.roles)
+            if why is not None and step.state == "awaiting_approval":
+                executor.record_refusal(s, rt, incident_id=incident_id, step=step, actor=who.handle, why=why)
+    if not (who.has("risk_owner") or who.has("lead")):
+        raise Forbidden(why or f"approving a step needs the role risk_owner (or lead); {who.handle} has neither")
+    if why is not None and step is not None and step.state == "awaiting_approval":
         raise Forbidden(why)
     with rt.db.write() as s:
         return executor.approve_step(s, rt, incident_id=incident_id, step_id=step_id, actor=who.handle,
@@ -140,19 +144,19 @@ def recover(incident_id: int, body: RecoverIn, rt: RT, who: Responder) -> dict[s
 
 @router.post("/incidents/{incident_id}/recover/approve")
 def approve_recovery(incident_id: int, rt: RT, who: Viewer) -> dict[str, Any]:
+    """A risk owner other than the requester approves re-enabling side effects; refusals go on the timeline."""
     from codeblue.incidents import service as incidents
 
+    refusal = None
     with rt.db.write() as s:
         plan = recovery.active_plan(s, incident_id=incident_id)
-        refusal = None
-        if plan is not None and plan.state == "awaiting_approval":
-            if "risk_owner" not in who.roles:
-                refusal = f"re-enabling an action path with side effects needs a risk owner; {who.handle} is not one"
-            elif plan.requested_by == who.handle:
-                refusal = f"{who.handle} asked for this recovery and cannot also approve it (two-person rule)"
-            if refusal:
-                incidents.append_entry(s, rt, incident_id=incident_id, kind="recovery.approval.refused",
-                                       actor=who.handle, text=f"recovery approval by {who.handle} refused: {refusal}")
+        if "risk_owner" not in who.roles:
+            refusal = f"re-enabling an action path with side effects needs a risk owner; {who.handle} is not one"
+        elif plan is not None and plan.requested_by == who.handle:
+            refusal = f"{who.handle} asked for this recovery and cannot also approve it (two-person rule)"
+        if refusal and plan is not None and plan.state == "awaiting_approval":
+            incidents.append_entry(s, rt, incident_id=incident_id, kind="recovery.approval.refused",
+                                   actor=who.handle, text=f"recovery approval by {who.handle} refused: {refusal}")
     if refusal:
         raise Forbidden(refusal)
     with rt.db.write() as s:

@@ -603,6 +603,11 @@ def _verify(s: Session, rt: Runtime, run: RunbookRun, step: RunbookStep, inc: In
 # ----- people: request, approve, deny, accept -------------------------------------------------------------------
 
 
+def find_step(s: Session, *, incident_id: int, step_id: int) -> RunbookStep | None:
+    step = s.get(RunbookStep, step_id)
+    return step if step is not None and step.incident_id == incident_id else None
+
+
 def get_step(s: Session, *, incident_id: int, step_id: int) -> RunbookStep:
     step = s.get(RunbookStep, step_id)
     if step is None or step.incident_id != incident_id:
