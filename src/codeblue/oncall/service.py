@@ -366,7 +366,8 @@ def page(
     expires = now + rt.settings.oncall_ack_ttl
     link = ack_url(rt, make_ack_token(rt, incident_id=incident_id, handle=handle, expires_at=expires))
     label = role_label(role)
-    subject = f"[codeblue] {info['severity']} incident #{incident_id}: {info['title']} — you are paged as {label}"
+    title = " ".join(str(info["title"]).split())  # one line: it goes into a mail subject and chat headers
+    subject = f"[codeblue] {info['severity']} incident #{incident_id}: {title} — you are paged as {label}"
     lines = [
         f"{person.name or handle}, you are paged as {label} for incident #{incident_id}.",
         "",
