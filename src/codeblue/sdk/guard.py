@@ -341,8 +341,10 @@ class Guard:
         self._wake.set()
         self._shutdown_stream()
         deadline = time.monotonic() + timeout
+        me = threading.current_thread()
         for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
+            if t is not me:  # close() called from a listener runs on one of these threads
+                t.join(max(0.0, deadline - time.monotonic()))
         if self._http is not None:
             self._http.close()
         _GUARDS.discard(self)
@@ -956,8 +958,11 @@ class Guard:
     def _run_worker(self) -> None:
         now = time.monotonic()
         next_heartbeat = now + min(2.0, self.heartbeat_interval) if self.url else math.inf
-        next_poll = (now + (0.0 if not self._stream_enabled else self.poll_interval * random.uniform(0.5, 1.0))
+        # Without the stream, poll at once; with it, a first poll soon after start covers a stream that cannot
+        # connect (a proxy that buffers SSE, say) while the snapshot endpoint works.
+        next_poll = (now + (0.0 if not self._stream_enabled else min(5.0, self.poll_interval) * random.uniform(1.0, 1.5))
                      if self.url else math.inf)
+        early_poll = self._stream_enabled
         next_flush = now + self.flush_interval
         send_backoff = 0.0
         next_send_ok = now
@@ -985,13 +990,15 @@ class Guard:
                         self._persist_lkg()
                     return
                 if now >= next_poll:
-                    self._counters["polls"] += 1
-                    try:
-                        self._fetch_snapshot("poll")
-                    except (httpx.HTTPError, OSError, SnapshotError, ValueError) as e:
-                        self._last_error = f"poll: {type(e).__name__}: {e}"
-                    interval = self.poll_interval if (self._ready.is_set() or self._stream_enabled) else min(
-                        self.poll_interval, 5.0)
+                    # the early poll is only for a Guard the stream has not served yet
+                    if not (early_poll and self._ready.is_set()):
+                        self._counters["polls"] += 1
+                        try:
+                            self._fetch_snapshot("poll")
+                        except (httpx.HTTPError, OSError, SnapshotError, ValueError) as e:
+                            self._last_error = f"poll: {type(e).__name__}: {e}"
+                    early_poll = False
+                    interval = self.poll_interval if self._ready.is_set() else min(self.poll_interval, 5.0)
                     next_poll = time.monotonic() + interval * random.uniform(0.8, 1.0)
                 if now >= next_heartbeat:
                     self._send_heartbeat()
