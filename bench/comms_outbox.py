@@ -7,8 +7,8 @@ job loop (wake-after-commit plus the periodic tick) on a real clock; backoff bas
 retry is due within the run. The figure is messages confirmed per second from the first enqueue to the last
 confirmation, and the receiver's count of messages applied (must equal N) and applied twice (must be 0).
 
-Peer, same run: the same receiver hit directly by an httpx thread pool of the same size, no outbox, no
-retries, no signature — the ceiling for this machine.
+Peers, same run: the same receiver hit directly by (a) an httpx thread pool of the same size and (b) the
+sender's own keep-alive stdlib transport — no outbox, no retries, no signature: the ceilings on this machine.
 
     .venv/bin/python bench/comms_outbox.py [--messages 5000] [--concurrency 16] [--fail 0.1]
         [--backend sqlite|postgres] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
@@ -190,6 +190,18 @@ def outbox_run(db_url: str, data_dir: Path, url: str, n: int, concurrency: int) 
     return {"elapsed": elapsed, "enqueue_s": enqueued, "enqueue_rate": n / enqueued, "counts": c, "redeliveries": redeliveries}
 
 
+def peer_raw_run(url: str, n: int, concurrency: int) -> float:
+    """The same keep-alive stdlib transport the sender uses, hit directly: no outbox, signing or retries."""
+    from codeblue.comms.transport import HttpPool
+
+    pool = HttpPool()
+    body = b'{"subject": "refund", "body": "Your refund was issued."}'
+    with ThreadPoolExecutor(concurrency) as ex:
+        t0 = time.perf_counter()
+        list(ex.map(lambda i: pool.post(url + "/hook", body, {"Idempotency-Key": f"raw:{i}"}, 5.0).status, range(n)))
+        return time.perf_counter() - t0
+
+
 def peer_run(url: str, n: int, concurrency: int) -> float:
     with httpx.Client(limits=httpx.Limits(max_connections=concurrency * 2)) as http, \
             ThreadPoolExecutor(concurrency) as pool:
@@ -222,6 +234,7 @@ def main() -> None:
             res = outbox_run(db_url, Path(tmp) / "data", url, args.messages, args.concurrency)
         stats = httpx.get(url + "/stats").json()
         peer_elapsed = peer_run(url, args.messages, args.concurrency)
+        raw_elapsed = peer_raw_run(url, args.messages, args.concurrency)
     rate = args.messages / res["elapsed"]
     print(f"backend: {args.backend}; messages: {args.messages}; sender concurrency: {args.concurrency}; "
           f"receiver fails {args.fail:.0%} of first deliveries")
@@ -232,6 +245,8 @@ def main() -> None:
           f"{stats['failed']} failed on purpose, {stats['rejected']} bad signatures, "
           f"applied {stats['applied']}, applied twice {stats['applied_twice']}")
     print(f"peer (direct httpx thread pool, no outbox/retries/signing): {args.messages / peer_elapsed:,.0f} requests/s")
+    print(f"peer (the sender's stdlib keep-alive transport hit directly, no outbox/retries/signing): "
+          f"{args.messages / raw_elapsed:,.0f} requests/s")
     ok = (rate >= 500 and res["counts"]["delivered"] == args.messages and stats["applied"] == args.messages
           and stats["applied_twice"] == 0)
     print(f"goal ≥ 500 messages/s, none lost, none applied twice: {'MET' if ok else 'NOT MET'}")

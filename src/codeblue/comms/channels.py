@@ -21,7 +21,6 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,6 +28,7 @@ from sqlalchemy.orm import Session
 from codeblue.comms.crypto import seal, unseal
 from codeblue.comms.model import CHANNEL_TYPES, Channel
 from codeblue.comms.outbox import Claimed
+from codeblue.comms.transport import ConnectFailed, HttpPool, Response, TimedOut
 from codeblue.errors import Invalid, NotFound
 
 #: Fields that are credentials: sealed at rest, never logged or returned.
@@ -241,27 +241,27 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _classify_http(resp: httpx.Response) -> Result:
-    if 200 <= resp.status_code < 300:
-        return Result("delivered", resp.status_code)
+def _classify_http(resp: Response) -> Result:
+    if 200 <= resp.status < 300:
+        return Result("delivered", resp.status)
     snippet = resp.text[:300].strip()
-    err = f"HTTP {resp.status_code}" + (f": {snippet}" if snippet else "")
-    if resp.status_code in (408, 409, 425, 429) or resp.status_code >= 500:
+    err = f"HTTP {resp.status}" + (f": {snippet}" if snippet else "")
+    if resp.status in (408, 409, 425, 429) or resp.status >= 500:
         retry_after = None
         ra = resp.headers.get("retry-after")
         if ra and ra.strip().isdigit():
             retry_after = float(ra.strip())
-        return Result("retry", resp.status_code, err, retry_after)
-    return Result("dead", resp.status_code, f"receiver refused the message: {err}")
+        return Result("retry", resp.status, err, retry_after)
+    return Result("dead", resp.status, f"receiver refused the message: {err}")
 
 
-def _post(http: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Result:
+def _post(http: HttpPool, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Result:
     try:
-        resp = http.post(url, content=body, headers=headers, timeout=timeout)
-    except httpx.TimeoutException:
+        resp = http.post(url, body, headers, timeout)
+    except TimedOut:
         return Result("retry", None, f"no confirmation within {timeout:g} s (timeout); will redeliver with the same key")
-    except httpx.HTTPError as exc:
-        return Result("retry", None, f"{type(exc).__name__}: {exc}")
+    except ConnectFailed as exc:
+        return Result("retry", None, f"ConnectError: {exc}")
     return _classify_http(resp)
 
 
@@ -285,7 +285,7 @@ def deliver(
     spec: ChannelSpec,
     msg: Claimed,
     *,
-    http: httpx.Client,
+    http: HttpPool,
     timeout: float,
     wall: Callable[[], float],
     mail_domain: str = "codeblue.local",

@@ -15,12 +15,12 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import httpx
 from sqlalchemy.orm import Session
 
 from codeblue.comms import channels, outbox
 from codeblue.comms.channels import ChannelSpec, Result
 from codeblue.comms.outbox import Claimed
+from codeblue.comms.transport import HttpPool
 from codeblue.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,7 @@ class Sender:
         self.rt = rt
         st = rt.settings
         self.concurrency = max(1, st.comms_sender_concurrency)
-        self.http = httpx.Client(
-            limits=httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency * 2),
-            follow_redirects=False,
-        )
+        self.http = HttpPool()
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="comms-send")
         # Results are recorded by one thread while the next batch is on the wire (record ∥ send).
         self.recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="comms-record")
@@ -68,7 +65,6 @@ class Sender:
     def close(self) -> None:
         self.recorder.shutdown(wait=True)
         self.pool.shutdown(wait=True)
-        self.http.close()
 
     def _refresh_specs(self) -> dict[str, ChannelSpec]:
         with self.rt.db.read() as s:
