@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from codeblue.app import build_runtime
 from codeblue.clock import ManualClock
+from codeblue.errors import CodeblueError
 from codeblue.runbooks import executor
 from codeblue.runbooks.evidence import is_harmful
 from codeblue.runtime import Runtime
@@ -62,6 +63,7 @@ class World:
     request served as it was, per workflow, to count the harm served before containment afterwards."""
 
     served: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    change_errors: list[dict[str, Any]] = field(default_factory=list)
     store: list[dict[str, Any]] = field(default_factory=list)
     index: Any = None
     revision: int = -1
@@ -253,7 +255,7 @@ def _replay(lines: Iterable[bytes], changes: list[dict[str, Any]], wd: Path, run
             base = incident_dict(g) if g is not None and g.triage is not None else {
                 "opened_at": incs[iid].opened_at, "workflow": oc.workflows[0], "failure_type": oc.failure_type}
             report_incidents.append({**base, "incident_id": iid, **oc.as_dict()})
-        return {"events": fed, "incidents": report_incidents}
+        return {"events": fed, "incidents": report_incidents, "change_errors": world.change_errors}
     finally:
         rt.db.dispose()
 
@@ -313,7 +315,10 @@ def _step(rt: Runtime, detector: Any, world: World, harm: _Harm, outcomes: dict[
     assert isinstance(rt.clock, ManualClock)
     rt.clock.set(now)
     while ci < len(pending) and pending[ci]["time"] <= now:
-        _apply_change(rt, pending[ci])
+        try:
+            _apply_change(rt, pending[ci])
+        except CodeblueError as exc:  # one change the registry refuses must not abort the replay
+            world.change_errors.append({"change": pending[ci].get("id"), "reason": exc.detail})
         ci += 1
     # Every step feeds the detector; the store (evidence, verify, audit) is written in larger batches, and
     # always before the executor looks at it.

@@ -77,10 +77,15 @@ def _benign_changes(rng: random.Random, seq0: int, start: float, end: float) -> 
                                              "support-desk", "account-agent"], type_="external", actor="ci"))
     seq += 1
     t = start + 4 * 3600
+    flags: dict[str, str] = {}
     while t < end:  # a longer stream keeps having benign changes every few hours: experiment flags flip
         wf = rng.choice(("refund-desk", "finance-qa", "search-answers", "repayment-advice", "support-desk"))
-        out.append(change_record(seq, t, "feature_flag", f"{wf}-experiments", None, f"f{seq}",
-                                 rng.choice((0.25, 1.0)), [wf], note="benign"))
+        frm = flags.get(wf, "f0")
+        frac = rng.choice((0.25, 1.0))
+        out.append(change_record(seq, t, "feature_flag", f"{wf}-experiments", frm, f"f{seq}", frac, [wf],
+                                 note="benign"))
+        if frac >= 1:
+            flags[wf] = f"f{seq}"
         seq += 1
         t += rng.uniform(3, 8) * 3600
     return out
