@@ -68,7 +68,9 @@ def serve(
             f"(shown once; also saved to {where}, readable only by you)"
         )
     console.print(f"codeblue listening on [bold]http://{settings.host}:{settings.port}[/bold]")
-    uvicorn.run(create_app(settings, rt=rt), host=settings.host, port=settings.port, log_level="warning")
+    # Streams (SSE) stay open; give them a few seconds on shutdown, then close (SDKs resume with Last-Event-ID).
+    uvicorn.run(create_app(settings, rt=rt), host=settings.host, port=settings.port, log_level="warning",
+                timeout_graceful_shutdown=3)
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
