@@ -243,7 +243,7 @@ class Pipeline:
         key = (int(t // FINE_S), wf, vk, seg, fb)
         acc = self._acc.get(key)
         if acc is None:
-            if not _valid_key(wf, vk, seg, fb):
+            if (wf, vk, seg, fb) not in self._routes and not _valid_key(wf, vk, seg, fb):
                 return None
             acc = self._acc[key] = _Acc()
         return acc
@@ -260,10 +260,16 @@ class Pipeline:
             self._add_event(parse_event(o, index))
             return
         vk = tuple(v.items()) if v else ()
-        acc = self._acc_for(t, o.get("workflow"), vk, o.get("segment"), o.get("fallback"))
+        wf = o.get("workflow")
+        seg = o.get("segment")
+        fb = o.get("fallback")
+        akey: Any = (int(t // FINE_S), wf, vk, seg, fb)
+        acc = self._acc.get(akey)
         if acc is None:
-            self._add_event(parse_event(o, index))
-            return
+            if (wf, vk, seg, fb) not in self._routes and not _valid_key(wf, vk, seg, fb):
+                self._add_event(parse_event(o, index))
+                return
+            acc = self._acc[akey] = _Acc()
         subject = o.get("subject")
         if subject is not None and type(subject) is not str:
             self._add_event(parse_event(o, index))
@@ -463,7 +469,6 @@ class Pipeline:
         acc, self._acc = self._acc, {}
         if not acc:
             return
-        decay = self.cfg.decay
         counts: list[list[int]] = []
         targets: dict[int, tuple[Block, list[int], list[int], list[int]]] = {}
         lat_by_ws: dict[int, tuple[WorkflowState, list[float], int]] = {}
@@ -518,9 +523,22 @@ class Pipeline:
         for blk, rows, bs, ks in targets.values():
             scatter_add(blk, np.array(rows, dtype=np.int64), np.array(bs, dtype=np.int64), mat[ks])
         for ws, vals, b in lat_by_ws.values():
-            ws.lat_hist.add(np.asarray(vals, dtype=np.float64), b, decay)
+            ws.lat_pending.extend(vals)
+            ws.pending_b = max(ws.pending_b, b)
         for ws, vals, b in rage_by_ws.values():
-            ws.rage_hist.add(np.asarray(vals, dtype=np.float64), b, decay)
+            ws.rage_pending.extend(vals)
+            ws.pending_b = max(ws.pending_b, b)
+
+    def _fold_histograms(self) -> None:
+        """Fold the latency and retrieval-age samples of the last minute into the percentile histograms."""
+        decay = self.cfg.decay
+        for ws in self._by_no:
+            if ws.lat_pending:
+                ws.lat_hist.add(np.asarray(ws.lat_pending, dtype=np.float64), ws.pending_b, decay)
+                ws.lat_pending = []
+            if ws.rage_pending:
+                ws.rage_hist.add(np.asarray(ws.rage_pending, dtype=np.float64), ws.pending_b, decay)
+                ws.rage_pending = []
 
     def _window(self, s: Series, rec: IntArray, window_s: float, eval_b: int) -> IntArray:
         k = max(1, math.ceil(window_s / FINE_S))
@@ -567,6 +585,8 @@ class Pipeline:
             now = self.now
             self._ticks += 1
             self._flush()
+            if self._ticks % 6 == 0:
+                self._fold_histograms()
             cfg = self.cfg
             close_to = fine_bucket(now - cfg.lateness_s) - 1
             eval_b = fine_bucket(now)
@@ -581,7 +601,7 @@ class Pipeline:
             for ws in self._by_no:
                 if ws.last_b <= eval_b - FINE_N and ws.name not in open_wfs:
                     continue
-                if self._ticks % 6 == 0 or math.isinf(ws.lat_thr) or math.isinf(ws.rage_thr):
+                if self._ticks % 6 == 0:
                     # percentile baselines move slowly: refresh the exceedance thresholds about once a minute
                     if ws.lat_hist.total >= 200:
                         ws.lat_thr = ws.lat_hist.quantile(0.95)
@@ -600,7 +620,7 @@ class Pipeline:
                     upd = self._on_finding(ws, f, now, eval_b, close_to)
                     if upd is not None:
                         updates.append(upd)
-                if ws.name in open_wfs or findings:
+                if findings or (ws.name in open_wfs and self._ticks % 6 == 0):
                     for key in [k for k in self.groups if k[0] == ws.name]:
                         updates.extend(self._maintain(self.groups[key], ws, recs, now, eval_b, close_to))
             if self._ticks % 360 == 0:

@@ -301,8 +301,8 @@ BAD_RING = 1024
 class WorkflowState:
     """Everything detection keeps about one workflow: its series, percentile baselines and recent bad events."""
 
-    __slots__ = ("all", "bad", "bad_total", "breakdowns", "first_t", "last_b", "lat_hist", "lat_thr", "name", "no",
-                 "rage_hist", "rage_thr", "testable_b")
+    __slots__ = ("all", "bad", "bad_total", "breakdowns", "first_t", "last_b", "lat_hist", "lat_pending", "lat_thr",
+                 "name", "no", "pending_b", "rage_hist", "rage_pending", "rage_thr", "testable_b")
 
     def __init__(self, name: str, no: int, t: float, all_series: Series, testable_b: int) -> None:
         self.name = name
@@ -313,6 +313,9 @@ class WorkflowState:
         self.rage_hist = DecayingHistogram()
         self.lat_thr = math.inf
         self.rage_thr = math.inf
+        self.lat_pending: list[float] = []
+        self.rage_pending: list[float] = []
+        self.pending_b = -1
         self.bad: deque[tuple[float, str | None, int]] = deque(maxlen=BAD_RING)
         self.bad_total = 0
         self.first_t = t
