@@ -32,6 +32,10 @@ _CACHE_KEY = "signals.version_sets"
 _EVENT_COLUMNS = ("time", "received_at", "workflow", "kind", "subject", "session_id", "trace_id", "status",
                   "version_set", "body")
 MAX_LIMIT = 5000
+_INSERT_SQL = {
+    mark: f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})"
+    for mark in ("?", "%s")
+}
 
 
 @dataclass(slots=True)
@@ -94,9 +98,14 @@ def store_events(s: Session, rt: Runtime, events: list[dict[str, Any]], *, recei
         append((ev["time"], received_at, ev["workflow"], ev["kind"], g("subject"), g("session_id"),
                 g("trace_id"), g("status"), set_id, dumps(ev).decode()))
     conn = s.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})"
-    conn.exec_driver_sql(sql, rows)
+    sql = _INSERT_SQL["?" if conn.dialect.paramstyle == "qmark" else "%s"]
+    # The driver's executemany directly, inside the session's transaction: SQLAlchemy would only re-pack
+    # each row tuple (measured: ~4 % of the intake's time under the GIL).
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.executemany(sql, rows)
+    finally:
+        cur.close()
     return len(rows)
 
 
