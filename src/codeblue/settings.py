@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     sdk_silent_after_s: float = 120.0
     sdk_client_gone_s: float = 3600.0
     sdk_client_retention_s: float = 7 * 86400.0
+    #: Review: audit queue bound (events scanned per incident), look-back when an incident has no onset,
+    #: numeric event attributes that weigh in the audit's risk ranking, reminder channel and job period for
+    #: overdue corrective actions, and whether GET /metrics needs a viewer token (Prometheus `authorization`).
+    review_audit_max_candidates: int = 200_000
+    review_audit_lookback_s: float = 3600.0
+    review_amount_fields: list[str] = Field(default_factory=lambda: ["amount"])
+    review_reminder_channel: str = "email"
+    review_reminder_tick: float = 300.0
+    metrics_require_token: bool = True
     workers: bool = True
     log_json: bool | None = None
     config_file: Path | None = None

@@ -1,0 +1,410 @@
+"""The audit of served answers: which of the answers and actions served during an incident need a human
+look first, and what the reviewers found.
+
+The queue is materialised once per incident (when the audit is first opened, when a runbook `audit` step ran,
+or on an explicit refresh) into ``audit_items``: the stored events of the incident's workflows from the
+estimated onset to containment, read through the ``(workflow, time)`` index with a bound on how many are
+scanned, scored in one pass and written with their rank. Paging is then an index range on
+``(incident_id, rank)``, so the first page costs the same whatever the size of the event store, and review
+states stay attached to stable ranks. A refresh keeps every review already made.
+
+Ranking, riskiest first (the leading tier of the score): wrong-entity actions, other side-effecting actions,
+tool calls with invalid arguments, ungrounded answers, refusals, errors, then plain answers. Within a tier
+numeric attributes (``amount`` by default, `review_amount_fields`) weigh in logarithmically, events served by
+a suspect version and traces a user complained about rise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from codeblue.errors import Invalid, NotFound
+from codeblue.incidents import service as incidents
+from codeblue.incidents.model import Incident
+from codeblue.review.model import CATEGORIES, REVIEW_STATES, TIERS, AuditItem, AuditQueue
+from codeblue.runtime import Runtime
+from codeblue.signals.model import EventVersion
+
+MAX_PAGE = 500
+MAX_NOTE = 20_000
+EXPORT_COLUMNS = ("rank", "score", "category", "reasons", "state", "reviewer", "note", "reviewed_at", "time",
+                  "workflow", "kind", "subject", "trace_id", "amount", "action", "target", "status", "refusal",
+                  "grounded", "versions", "input", "output")
+
+
+# ----- scoring ---------------------------------------------------------------------------------------------
+
+
+def _amount(ev: dict[str, Any], fields: list[str]) -> float | None:
+    attrs = ev.get("attributes")
+    best: float | None = None
+    for f in fields:
+        v = ev.get(f)
+        if v is None and isinstance(attrs, dict):
+            v = attrs.get(f)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            best = abs(float(v)) if best is None else max(best, abs(float(v)))
+    return best
+
+
+def classify(ev: dict[str, Any]) -> tuple[str, list[str]]:
+    """The audit category of one event (the riskiest that applies) and why."""
+    kind = ev.get("kind")
+    reasons: list[str] = []
+    if kind == "action":
+        target = ev.get("target")
+        if target and target != ev.get("subject") and target not in (ev.get("authorized_targets") or []):
+            reasons.append(f"action {ev.get('action') or '?'} touched {target}, not the session's subject "
+                           f"{ev.get('subject')!r} nor an authorised target")
+            return "wrong_entity", reasons
+        reasons.append(f"side-effecting action {ev.get('action') or '?'}")
+        return "action", reasons
+    if kind == "tool_call":
+        if ev.get("args_valid") is False:
+            reasons.append(f"tool {ev.get('tool') or '?'} called with arguments that break its contract")
+            return "tool_error", reasons
+        return "answer", reasons
+    status = ev.get("status")
+    err = isinstance(status, int) and not isinstance(status, bool) and status >= 500
+    if ev.get("grounded") is False:
+        reasons.append("answer not supported by its cited sources")
+        return "ungrounded", reasons
+    if ev.get("refusal") is True and not err:
+        reasons.append("answer refused")
+        return "refusal", reasons
+    if err:
+        reasons.append(f"error status {status}")
+        return "error", reasons
+    return "answer", reasons
+
+
+def score(ev: dict[str, Any], *, amount_fields: list[str], suspect: bool, complained: bool
+          ) -> tuple[float, str, list[str], float | None]:
+    """(score, category, reasons, amount): the tier dominates (×100); the rest orders within a tier."""
+    category, reasons = classify(ev)
+    amount = _amount(ev, amount_fields)
+    s = TIERS[category] * 100.0
+    if amount is not None and amount > 0:
+        s += min(10.0 * math.log10(1.0 + amount), 60.0)
+        reasons.append(f"amount {amount:g}")
+    if suspect:
+        s += 20.0
+        reasons.append("served by a suspect version")
+    if complained:
+        s += 15.0
+        reasons.append("the user complained about this trace")
+    if ev.get("fallback"):
+        s -= 5.0  # the fallback served it: the suspect path did not
+    return s, category, reasons, amount
+
+
+# ----- the window ------------------------------------------------------------------------------------------
+
+
+def window(inc: Incident, rt: Runtime, now: float) -> tuple[float, float]:
+    """From the estimated onset (harm.started_at; else the look-back before detection) to containment (else now)."""
+    harm = inc.harm or {}
+    started = harm.get("started_at")
+    detected = inc.detected_at or inc.opened_at
+    since = float(started) if isinstance(started, (int, float)) else detected - rt.settings.review_audit_lookback_s
+    until = float(inc.contained_at) if inc.contained_at is not None else now
+    return since, max(until, since)
+
+
+def suspect_versions(inc: Incident) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for sus in inc.suspects or []:
+        if not isinstance(sus, dict):
+            continue
+        kind, name, version = sus.get("kind"), sus.get("name"), sus.get("version")
+        if isinstance(kind, str) and isinstance(name, str) and isinstance(version, str) and kind and name:
+            out.setdefault(f"{kind}/{name}", version)
+    return out
+
+
+def _suspect_sets(s: Session, versions: dict[str, str]) -> set[int]:
+    out: set[int] = set()
+    for key, version in versions.items():
+        out.update(int(r) for r in s.scalars(
+            select(EventVersion.set_id).where(EventVersion.key == key, EventVersion.version == version)))
+    return out
+
+
+# ----- materialisation -------------------------------------------------------------------------------------
+
+
+def get_queue(s: Session, incident_id: int) -> AuditQueue | None:
+    return s.get(AuditQueue, incident_id)
+
+
+def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueue:
+    """(Re)materialise the incident's audit queue; review states already recorded are kept (by event)."""
+    inc = incidents.get_incident(s, incident_id, for_update=True)
+    now = float(rt.clock.now())
+    since, until = window(inc, rt, now)
+    workflows = list(inc.workflows or [])
+    susp = suspect_versions(inc)
+    sets = _suspect_sets(s, susp)
+    cap = max(1, int(rt.settings.review_audit_max_candidates))
+    fields = list(rt.settings.review_amount_fields)
+
+    kept: dict[int, tuple[str, str | None, str, float | None, Any]] = {}
+    for ev_id, state, reviewer, note, at, evidence in s.execute(
+        select(AuditItem.event_id, AuditItem.state, AuditItem.reviewer, AuditItem.note, AuditItem.reviewed_at,
+               AuditItem.evidence).where(AuditItem.incident_id == incident_id, AuditItem.state != "pending")
+    ):
+        kept[int(ev_id)] = (state, reviewer, note, at, evidence)
+
+    scanned = 0
+    truncated = False
+    complained: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    sql = text("SELECT id, time, kind, subject, trace_id, version_set, body FROM events "
+               "WHERE workflow = :w AND time >= :a AND time < :b ORDER BY time, id LIMIT :n")
+    loads = orjson.loads
+    for wf in workflows:
+        left = cap - scanned
+        if left <= 0:
+            truncated = True
+            break
+        res = s.execute(sql, {"w": wf, "a": since, "b": until, "n": left + 1})
+        for ev_id, t, kind, subject, trace_id, vset, body in res:
+            if scanned >= cap:
+                truncated = True
+                break
+            scanned += 1
+            if kind == "complaint":
+                if trace_id:
+                    complained.add(trace_id)
+                continue
+            ev = loads(body)
+            sc, cat, reasons, amount = score(ev, amount_fields=fields, suspect=vset in sets if vset else False,
+                                            complained=False)
+            rows.append({"incident_id": incident_id, "event_id": int(ev_id), "score": sc, "category": cat,
+                         "reasons": reasons, "time": float(t), "workflow": wf, "kind": kind, "subject": subject,
+                         "trace_id": trace_id, "amount": amount, "state": "pending", "reviewer": None, "note": "",
+                         "reviewed_at": None, "evidence": None})
+    if complained:
+        for r in rows:
+            if r["trace_id"] in complained:
+                r["score"] += 15.0
+                r["reasons"] = [*r["reasons"], "the user complained about this trace"]
+    rows.sort(key=lambda r: (-r["score"], r["time"], r["event_id"]))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+        k = kept.get(r["event_id"])
+        if k is not None:
+            r["state"], r["reviewer"], r["note"], r["reviewed_at"], r["evidence"] = k
+
+    s.execute(delete(AuditItem).where(AuditItem.incident_id == incident_id))
+    if rows:
+        conn = s.connection()
+        for i in range(0, len(rows), 5000):
+            conn.execute(insert(AuditItem), rows[i:i + 5000])
+    q = s.get(AuditQueue, incident_id)
+    if q is None:
+        q = AuditQueue(incident_id=incident_id)
+        s.add(q)
+    q.since, q.until, q.workflows, q.suspect_versions = since, until, workflows, susp
+    q.items, q.scanned, q.truncated, q.built_at, q.built_by = len(rows), scanned, truncated, now, actor
+    s.flush()
+    return q
+
+
+def ensure(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueue:
+    q = get_queue(s, incident_id)
+    if q is not None:
+        return q
+    return build(s, rt, incident_id=incident_id, actor=actor)
+
+
+# ----- reading ---------------------------------------------------------------------------------------------
+
+
+def _event_bodies(s: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    if not ids:
+        return out
+    for i in range(0, len(ids), 900):
+        chunk = ids[i:i + 900]
+        stmt = text("SELECT id, body FROM events WHERE id IN (" + ",".join(str(int(x)) for x in chunk) + ")")
+        for ev_id, body in s.execute(stmt):
+            out[int(ev_id)] = orjson.loads(body)
+    return out
+
+
+def item_dict(item: AuditItem | Any, ev: dict[str, Any] | None) -> dict[str, Any]:
+    source = ev if ev is not None else (item.evidence or None)
+    e = source or {}
+    return {
+        "id": item.id, "rank": item.rank, "score": round(float(item.score), 3), "category": item.category,
+        "reasons": list(item.reasons or []), "event_id": item.event_id, "time": item.time,
+        "workflow": item.workflow, "kind": item.kind, "subject": item.subject, "trace_id": item.trace_id,
+        "amount": item.amount, "state": item.state, "reviewer": item.reviewer, "note": item.note,
+        "reviewed_at": item.reviewed_at,
+        "action": e.get("action"), "target": e.get("target"), "tool": e.get("tool"), "status": e.get("status"),
+        "refusal": e.get("refusal"), "grounded": e.get("grounded"), "versions": e.get("versions"),
+        "segment": e.get("segment"), "fallback": e.get("fallback"),
+        "input": e.get("input"), "output": e.get("output"),
+        "event_available": source is not None,
+    }
+
+
+def page(s: Session, *, incident_id: int, limit: int = 50, cursor: str | None = None,
+         state: str | None = None, category: str | None = None) -> dict[str, Any]:
+    """One page of the queue, riskiest first; `next_cursor` continues it."""
+    if limit < 1 or limit > MAX_PAGE:
+        raise Invalid(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    after = 0
+    if cursor:
+        if not cursor.isdigit():
+            raise Invalid("not a cursor this server issued; pass next_cursor from the previous page", field="cursor")
+        after = int(cursor)
+    if state is not None and state not in REVIEW_STATES:
+        raise Invalid(f"state must be one of {', '.join(REVIEW_STATES)}", field="state")
+    if category is not None and category not in CATEGORIES:
+        raise Invalid(f"category must be one of {', '.join(CATEGORIES)}", field="category")
+    q = select(AuditItem).where(AuditItem.incident_id == incident_id, AuditItem.rank > after)
+    if state is not None:
+        q = q.where(AuditItem.state == state)
+    if category is not None:
+        q = q.where(AuditItem.category == category)
+    items = list(s.scalars(q.order_by(AuditItem.rank).limit(limit + 1)))
+    more = len(items) > limit
+    items = items[:limit]
+    bodies = _event_bodies(s, [it.event_id for it in items])
+    return {"items": [item_dict(it, bodies.get(it.event_id)) for it in items],
+            "next_cursor": str(items[-1].rank) if more and items else None}
+
+
+def progress(s: Session, *, incident_id: int) -> dict[str, Any]:
+    """Review progress: items per state (and confirmed harm per category) plus the queue's window."""
+    incidents.get_incident(s, incident_id)
+    q = get_queue(s, incident_id)
+    counts = dict.fromkeys(REVIEW_STATES, 0)
+    harmful_by: dict[str, int] = {}
+    if q is not None:
+        for st, cat, n in s.execute(
+            select(AuditItem.state, AuditItem.category, func.count())
+            .where(AuditItem.incident_id == incident_id).group_by(AuditItem.state, AuditItem.category)
+        ):
+            counts[st] = counts.get(st, 0) + int(n)
+            if st in ("harmful", "remediated"):
+                harmful_by[cat] = harmful_by.get(cat, 0) + int(n)
+    total = sum(counts.values())
+    reviewed = total - counts["pending"]
+    return {"incident_id": incident_id, "materialised": q is not None, "queue": q.as_dict() if q else None,
+            "total": total, "reviewed": reviewed, "percent": round(100.0 * reviewed / total, 1) if total else 0.0,
+            "states": counts, "confirmed_harm": counts["harmful"] + counts["remediated"],
+            "confirmed_harm_by_category": harmful_by}
+
+
+def confirmed_harm(s: Session, *, incident_id: int) -> dict[str, Any]:
+    """Items reviewers confirmed harmful (or remediated): count, distinct subjects, total amount."""
+    n = subjects = 0
+    amount = 0.0
+    subj: set[str] = set()
+    for subject, amt in s.execute(select(AuditItem.subject, AuditItem.amount).where(
+            AuditItem.incident_id == incident_id, AuditItem.state.in_(("harmful", "remediated")))):
+        n += 1
+        if subject:
+            subj.add(subject)
+        if amt:
+            amount += float(amt)
+    subjects = len(subj)
+    return {"items": n, "subjects": subjects, "amount": round(amount, 2)}
+
+
+def review(s: Session, rt: Runtime, *, incident_id: int, item_id: int, state: str, note: str, reviewer: str
+           ) -> dict[str, Any]:
+    if state not in REVIEW_STATES:
+        raise Invalid(f"state must be one of {', '.join(REVIEW_STATES)}; got {state!r}", field="state")
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise Invalid(f"note must be a string of at most {MAX_NOTE} characters", field="note")
+    incidents.get_incident(s, incident_id)
+    item = s.get(AuditItem, item_id)
+    if item is None or item.incident_id != incident_id:
+        raise NotFound(f"incident {incident_id} has no audit item {item_id}", field="item_id")
+    old = item.state
+    now = float(rt.clock.now())
+    item.state = state
+    item.note = note
+    item.reviewer = None if state == "pending" else reviewer
+    item.reviewed_at = None if state == "pending" else now
+    if state != "pending" and item.evidence is None:
+        body = _event_bodies(s, [item.event_id]).get(item.event_id)
+        if body is not None:
+            item.evidence = body
+    if state in ("harmful", "remediated") and old not in ("harmful", "remediated"):
+        incidents.append_entry(
+            s, rt, incident_id=incident_id, kind="audit.harm_confirmed", actor=reviewer,
+            text=f"audit: {item.category.replace('_', ' ')} at rank {item.rank} confirmed {state}"
+                 + (f" ({note[:200]})" if note else ""),
+            data={"item_id": item.id, "rank": item.rank, "event_id": item.event_id, "trace_id": item.trace_id,
+                  "category": item.category, "state": state},
+        )
+    s.flush()
+    return item_dict(item, item.evidence)
+
+
+def reset_states(s: Session, *, incident_id: int) -> None:
+    s.execute(update(AuditItem).where(AuditItem.incident_id == incident_id).values(state="pending"))
+
+
+# ----- export ----------------------------------------------------------------------------------------------
+
+
+def iter_items(rt: Runtime, incident_id: int, chunk: int = 2000) -> Iterator[dict[str, Any]]:
+    """Every item in rank order, joined with its event, a chunk per short read transaction."""
+    after = 0
+    while True:
+        with rt.db.read() as s:
+            items = list(s.scalars(select(AuditItem).where(AuditItem.incident_id == incident_id,
+                                                           AuditItem.rank > after)
+                                   .order_by(AuditItem.rank).limit(chunk)))
+            if not items:
+                return
+            bodies = _event_bodies(s, [it.event_id for it in items])
+            out = [item_dict(it, bodies.get(it.event_id)) for it in items]
+            after = items[-1].rank
+        yield from out
+
+
+def _csv_cell(v: Any) -> Any:
+    if isinstance(v, (list, dict)):
+        return orjson.dumps(v).decode()
+    if v is None:
+        return ""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@"):
+        return "'" + v  # no formula injection when the file is opened in a spreadsheet
+    return v
+
+
+def export_csv(rt: Runtime, incident_id: int) -> Iterator[bytes]:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(EXPORT_COLUMNS)
+    for n, item in enumerate(iter_items(rt, incident_id), 1):
+        w.writerow([_csv_cell(item.get(c)) for c in EXPORT_COLUMNS])
+        if n % 500 == 0:
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue().encode()
+
+
+def export_json(rt: Runtime, incident_id: int) -> Iterator[bytes]:
+    yield b"["
+    first = True
+    for item in iter_items(rt, incident_id):
+        yield (b"" if first else b",\n") + orjson.dumps(item)
+        first = False
+    yield b"]\n"
