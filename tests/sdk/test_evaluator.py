@@ -216,3 +216,11 @@ def test_malformed_snapshots_are_refused_with_the_place() -> None:
         compile_snapshot(snap(ctl(1, "traffic", {"admit": 2}, workflow="w")), source="poll", now=0)
     with pytest.raises(SnapshotError, match="revision"):
         compile_snapshot({"controls": []}, source="poll", now=0)
+
+
+def test_the_simulator_buckets_exactly_like_the_sdk() -> None:
+    from codeblue.sim import traffic
+
+    for i in range(500):
+        for salt in ("traffic:7", "prompt/refund-assistant", "model_alias/answerer"):
+            assert traffic.bucket(salt, f"acct-{i}") == bucket(salt, f"acct-{i}")
