@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     review_reminder_channel: str = "email"
     review_reminder_tick: float = 300.0
     metrics_require_token: bool = True
+    #: Console: session lifetime (seconds), Secure cookies (default: when public_url is https), how often the
+    #: live-update watcher polls the database for changes made by other replicas, timeline entries per page.
+    console_session_ttl_s: float = 12 * 3600.0
+    console_secure_cookies: bool | None = None
+    console_poll_s: float = 0.5
+    console_timeline_page: int = 200
     workers: bool = True
     log_json: bool | None = None
     config_file: Path | None = None
