@@ -126,3 +126,18 @@ def test_status_page_in_headless_chromium(make_server: MakeServer, artifacts: Pa
         data = out.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert int.from_bytes(data[16:20], "big") == width  # the PNG is as wide as the viewport asked for
+
+
+def test_codeblue_serve_serves_the_status_page_without_a_token(tmp_path: Path) -> None:
+    from tests.support import ServerProcess
+
+    proc = ServerProcess(f"sqlite:///{tmp_path}/cb.db", tmp_path / "data").start()
+    try:
+        r = httpx.get(f"{proc.url}/status", timeout=10)
+        assert r.status_code == 200 and "All Systems Operational" in r.text
+        summary = httpx.get(f"{proc.url}/status/summary.json", timeout=10).json()
+        assert summary["status"]["indicator"] == "none" and summary["incidents"] == []
+        assert httpx.get(f"{proc.url}/status/feed.atom", timeout=10).status_code == 200
+        assert httpx.get(f"{proc.url}/v1/comms/outbox", timeout=10).status_code == 401
+    finally:
+        proc.stop()

@@ -23,8 +23,8 @@ def setup(rt: Runtime) -> list[Job]:
             for i, raw in enumerate(cfg.channels):
                 channels.upsert_channel(s, server_key=rt.server_key, raw=raw, now=rt.clock.now(), source="file",
                                         where=f"channels[{i}]")
-    for topic in ("incident.opened", "incident.status", "incident.milestone", "incident.updated",
-                  "timeline.appended"):
+    # Not timeline.appended: that fires on every note, and comms only needs the facts these carry.
+    for topic in ("incident.opened", "incident.status", "incident.milestone", "incident.updated", "incident.role"):
         hooks.on(topic, _sync)
     return [
         Job("comms.sender", 0.02, sender.sender_job),
