@@ -90,12 +90,12 @@ def test_mixed_batch_keeps_good_and_names_each_bad(server: LiveServer) -> None:
 
 def test_nothing_accepted_is_422_problem(server: LiveServer) -> None:
     c = server.client("ingest")
-    r = c.post("/v1/events", json=[ev(0, kind="nope"), ev(1, refusal="yes")])
+    r = c.post("/v1/events", json=[ev(0, kind="nope"), ev(1, refusal="yes"), ev(2, subject="a\x00b")])
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
     p = r.json()
     assert p["accepted"] == 0
-    assert [(e["index"], e["field"]) for e in p["rejected"]] == [(0, "kind"), (1, "refusal")]
+    assert [(e["index"], e["field"]) for e in p["rejected"]] == [(0, "kind"), (1, "refusal"), (2, "subject")]
     assert p["field"] == "[0].kind"
 
     r = c.post("/v1/events", content=b"[{\"time\": 1,,]", headers={"content-type": "application/json"})

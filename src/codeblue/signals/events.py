@@ -229,12 +229,13 @@ def _versions_fast(v: Any, i: int) -> dict[str, str]:
     return _versions(v, i, "versions")
 
 
-def parse_event_dict(obj: Any, index: int = 0) -> dict[str, Any]:
+def parse_event_dict(obj: Any, index: int = 0, *, check_nul: bool = True) -> dict[str, Any]:
     """Validate one decoded JSON object as Event v1 and return its normalised dict.
 
     `time` becomes unix seconds, versions become strings, nulls are dropped. Fields Event v1 does not
     name are kept under `attributes` (an explicit attribute of the same name wins), so nothing sent is lost.
     The result may be `obj` itself, normalised in place, when nothing needed changing (the common case).
+    `check_nul=False` skips the NUL-character checks: intake passes it when the raw body has no ``\\u0000``.
     """
     if type(obj) is not dict:
         raise EventError(index, "", f"expected a JSON object, got {_tname(obj)}")
@@ -244,7 +245,7 @@ def parse_event_dict(obj: Any, index: int = 0) -> dict[str, Any]:
     wf = obj.get("workflow")
     if type(wf) is not str or not wf:
         raise EventError(index, "workflow", "required: a non-empty string")
-    if len(wf) > MAX_WORKFLOW or "\x00" in wf:
+    if len(wf) > MAX_WORKFLOW or (check_nul and "\x00" in wf):
         raise EventError(index, "workflow", f"at most {MAX_WORKFLOW} characters, no NUL characters")
     kind = obj.get("kind")
     if kind not in KINDS:
@@ -255,28 +256,28 @@ def parse_event_dict(obj: Any, index: int = 0) -> dict[str, Any]:
     slow = False
     for k, v in obj.items():
         tp = fast.get(k)
-        if tp is None:
+        if tp is type(v):
+            if tp is str:
+                if check_nul and k in _COLUMN_STR and "\x00" in v:
+                    raise EventError(index, k, "must not contain NUL characters")
+            elif tp is float:
+                if v < 0:
+                    raise EventError(index, k, f"expected a non-negative number, got {v!r}")
+            elif tp is int:
+                if not 0 <= v < 1000:
+                    raise EventError(index, k, f"expected an integer status code, got {v!r}")
+            elif tp is list:
+                for x in v:
+                    if type(x) is not str:
+                        raise EventError(index, k, "expected a list of strings")
+        elif tp is None:
             if k == "versions" and v is not None:
-                vv = _versions_fast(v, index)
-                if vv is not v:
+                if _versions_fast(v, index) is not v:
                     slow = True
             elif k not in ("time", "workflow", "kind"):
                 slow = True
-        elif type(v) is not tp:
+        else:
             slow = True
-        elif tp is float:
-            if v < 0:
-                raise EventError(index, k, f"expected a non-negative number, got {v!r}")
-        elif tp is str:
-            if k in _COLUMN_STR and "\x00" in v:
-                raise EventError(index, k, "must not contain NUL characters")
-        elif tp is int:
-            if not 0 <= v < 1000:
-                raise EventError(index, k, f"expected an integer status code, got {v!r}")
-        elif tp is list:
-            for x in v:
-                if type(x) is not str:
-                    raise EventError(index, k, "expected a list of strings")
     if not slow:
         return obj
     return _parse_slow(obj, index)

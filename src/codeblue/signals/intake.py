@@ -42,6 +42,8 @@ class Batch:
     lines: list[int] | None
     rejected: list[dict[str, Any]] = field(default_factory=list)
     ndjson: bool = False
+    #: False when the raw body has no escaped NUL, so no string in it can hold one (checks are skipped).
+    may_have_nul: bool = True
 
 
 @dataclass(slots=True)
@@ -99,6 +101,13 @@ def _media_type(content_type: str | None) -> str:
 
 def split_batch(data: bytes, content_type: str | None) -> Batch:
     """Decode a body as a JSON array or NDJSON (by content type, else by sniffing the first character)."""
+    batch = _split(data, content_type)
+    # JSON can only carry NUL as the escape \u0000 (a raw NUL byte is a syntax error).
+    batch.may_have_nul = b"\\u0000" in data
+    return batch
+
+
+def _split(data: bytes, content_type: str | None) -> Batch:
     mt = _media_type(content_type)
     stripped = data.lstrip()
     if not stripped:
@@ -166,10 +175,11 @@ def validate_batch(rt: Runtime, batch: Batch) -> tuple[list[dict[str, Any]], lis
     lines = batch.lines
     # Indexes count every item of the body, malformed NDJSON lines included.
     positions = _positions(batch)
+    nul = batch.may_have_nul
     for i, obj in enumerate(batch.items):
         pos = positions[i]
         try:
-            d = parse_event_dict(obj, pos)
+            d = parse_event_dict(obj, pos, check_nul=nul)
             if redact is not None and ("input" in d or "output" in d or "text" in d or "attributes" in d):
                 redact(d)
             append(d)
