@@ -39,6 +39,7 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.delay = 0.0
         self.status = 200
+        self.retry_after = 0
         self.mode = "ok"
         self.applied: Counter[str] = Counter()
         self.bodies: dict[str, dict[str, Any]] = {}
@@ -58,9 +59,11 @@ class WebhookReceiver:
             def log_message(self, *_a: Any) -> None:
                 pass
 
-            def _answer(self, code: int, body: bytes = b"") -> None:
+            def _answer(self, code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
                 with contextlib.suppress(OSError):
                     self.send_response(code)
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
@@ -81,7 +84,8 @@ class WebhookReceiver:
                     self._answer(401, b"bad signature")
                     return
                 if recv.mode == "status":
-                    self._answer(recv.status, b"nope")
+                    extra = {"Retry-After": str(recv.retry_after)} if recv.retry_after else None
+                    self._answer(recv.status, b"nope", extra)
                     return
                 key = headers.get("idempotency-key", "")
                 with recv.lock:
