@@ -247,3 +247,22 @@ def test_user_report_on_timeline_and_hook(server: LiveServer) -> None:
     assert seen[0]["channel"] == "zendesk"
     assert r.json()["actor"] == "sam"
     assert server.client("viewer").post(f"/v1/incidents/{inc['id']}/reports", json={"text": "x"}).status_code == 403
+
+
+
+def test_fast_append_keeps_the_session_object_consistent(sqlite_server: LiveServer) -> None:
+    """Another domain may hold the incident object (unlocked, with unflushed changes) and append: the change is
+    kept, and the object reflects the head the fast path moved."""
+    rt = sqlite_server.rt
+    with rt.db.write() as s:
+        iid = service.open_incident(s, rt, title="t", workflows=["w"], actor="system:test").id
+    with rt.db.write() as s:
+        inc = service.get_incident(s, iid)
+        before = inc.chain_count
+        inc.summary = "changed by another domain"
+        entry = service.append_entry(s, rt, incident_id=iid, kind="note", text="hello", actor="t")
+        assert entry.seq == before + 1
+        assert inc.chain_count == before + 1 and inc.chain_head == entry.mac
+    with rt.db.read() as s:
+        assert service.get_incident(s, iid).summary == "changed by another domain"
+        assert service.verify_timeline(s, rt, incident_id=iid)["ok"]

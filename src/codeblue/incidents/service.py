@@ -275,7 +275,9 @@ _MOVE_HEAD = (
 
 def _append_core(s: Session, rt: Runtime, *, incident_id: int, kind: str, text: str, actor: str,
                  body: dict[str, Any], now: float) -> TimelineEntry:
-    """The hot path (notes, reports, entries from other domains): three short statements, no ORM flush."""
+    """The hot path (notes, reports, entries from other domains): three short statements, no ORM unit of work."""
+    if s.new or s.dirty:
+        s.flush()  # Core statements do not autoflush: an incident added in this session must be visible
     row = s.execute(_HEAD_FOR_UPDATE, {"iid": incident_id}).first()
     if row is None:
         raise NotFound(f"no incident {incident_id}", field="incident_id")
