@@ -177,6 +177,15 @@ def claim_due(s: Session, *, now: float, limit: int, lease: float) -> list[Claim
     ]
 
 
+def has_due(s: Session, *, now: float) -> bool:
+    """Whether anything is ready to claim (a read, so an idle sender never takes the write lock)."""
+    c = _TABLE.c
+    q = select(c.id).where(
+        or_((c.state == "pending") & (c.next_attempt_at <= now), (c.state == "sending") & (c.claimed_until < now))
+    ).limit(1)
+    return s.execute(q).first() is not None
+
+
 def next_due_at(s: Session) -> float | None:
     """When the earliest pending message becomes due (None when nothing is pending)."""
     return s.scalar(select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.state == "pending"))

@@ -108,6 +108,9 @@ class Sender:
         rt = self.rt
         made = 0
         recording: Future[None] | None = None
+        with rt.db.read() as s:
+            if not outbox.has_due(s, now=rt.clock.now()):
+                return 0
         try:
             while limit is None or made < limit:
                 specs = self._refresh_specs()
