@@ -8,22 +8,16 @@ SDK would serve it (deterministic bucketing by request key), so served-version e
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from codeblue.sdk.bucket import bucket
 from codeblue.sim import texts
 
 DAY = 86400.0
-
-
-def bucket(salt: str, key: str) -> float:
-    """Same bucketing as the SDK (docs/architecture.md): a stable number in [0, 1) per salt and key."""
-    h = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2**64
 
 
 @dataclass
