@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 
+from codeblue.sdk.bucket import bucket
 from codeblue.sim.scenarios import SCENARIOS, clean
-from codeblue.sim.traffic import DAY, Fault, Plan, Rates, WorkflowSpec, bucket, diurnal, simulate
+from codeblue.sim.traffic import DAY, Fault, Plan, Rates, WorkflowSpec, diurnal, simulate
 
 __all__ = ["DAY", "SCENARIOS", "Fault", "Plan", "Rates", "SimRun", "WorkflowSpec", "bucket", "build_plan",
            "diurnal", "generate", "simulate"]
