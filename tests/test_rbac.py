@@ -67,6 +67,13 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/comms/channels/{name}/test"): ADMIN,
     ("POST", "/v1/comms/outbox/{message_id}/retry"): LEAD,
     ("POST", "/v1/incidents/{incident_id}/updates"): RESPONDER,
+    # review
+    ("POST", "/v1/incidents/{incident_id}/audit/refresh"): RESPONDER,
+    ("POST", "/v1/incidents/{incident_id}/audit/items/{item_id}"): RESPONDER,
+    ("PUT", "/v1/incidents/{incident_id}/postmortem"): RESPONDER,
+    ("POST", "/v1/incidents/{incident_id}/postmortem/complete"): LEAD,
+    ("POST", "/v1/incidents/{incident_id}/actions"): RESPONDER,
+    ("PATCH", "/v1/actions/{action_id}"): RESPONDER,
     # runbooks (lint changes nothing: any reader may lint against the server's registry)
     ("POST", "/v1/runbooks/lint"): {"viewer", "responder", "lead", "risk_owner", "admin"},
     ("POST", "/v1/incidents/{incident_id}/runbook/run"): RESPONDER,

@@ -297,11 +297,17 @@ def trigger_candidates(s: Session, inc: Incident, events_by_wf: dict[str, list[d
             seen.add(d["id"])
             key = f"{d['kind']}/{d['name']}"
             to = d.get("to")
-            with_n = with_bad = without_n = without_bad = 0
+            with_n = with_bad = without_n = without_bad = before_n = before_bad = 0
+            t_change = float(d["time"])
             for w in inc.workflows or []:
                 for e in events_by_wf.get(w, []):
                     t = float(e["time"])
-                    if t < onset or t >= until or e.get("kind") not in ("response", "action", "tool_call"):
+                    if e.get("kind") not in ("response", "action", "tool_call"):
+                        continue
+                    if t_change - 3600.0 <= t < t_change:
+                        before_n += 1
+                        before_bad += is_harmful(e, inc.failure_type)
+                    if t < onset or t >= until:
                         continue
                     bad = is_harmful(e, inc.failure_type)
                     if (e.get("versions") or {}).get(key) == to:
@@ -312,16 +318,20 @@ def trigger_candidates(s: Session, inc: Incident, events_by_wf: dict[str, list[d
                         without_bad += bad
             r_with = with_bad / with_n if with_n else None
             r_without = without_bad / without_n if without_n else None
+            r_before = before_bad / before_n if before_n else None
+            # compare with what else was served since the onset; when the new version served everything, with
+            # the hour before the change
+            ref = r_without if without_n >= 20 else r_before
             lift = None
-            if r_with is not None:
-                lift = r_with / r_without if r_without else (math.inf if r_with > 0 else None)
-            strong = (r_with is not None and with_n >= 20 and with_bad >= 5
-                      and (r_without is None or (lift is not None and lift >= 2.0)))
+            if r_with is not None and ref is not None:
+                lift = r_with / ref if ref > 0 else (math.inf if r_with > 0 else None)
+            strong = (r_with is not None and with_n >= 20 and with_bad >= 5 and lift is not None and lift >= 2.0)
             out.append({"change": d, "key": key, "version": to, "served": with_n, "harmful": with_bad,
                         "rate_with": r_with, "served_other": without_n, "harmful_other": without_bad,
-                        "rate_without": r_without, "lift": None if lift is None or math.isinf(lift) else lift,
+                        "rate_without": r_without, "served_before": before_n, "harmful_before": before_bad,
+                        "rate_before": r_before, "lift": None if lift is None or math.isinf(lift) else lift,
                         "evidence": strong, "incident_suspect": str(d["id"]) in suspects,
-                        "before_onset_s": onset - float(d["time"])})
+                        "before_onset_s": onset - t_change})
     out.sort(key=lambda c: (not c["evidence"], -(c["rate_with"] or 0.0) + (c["rate_without"] or 0.0),
                             abs(c["before_onset_s"])))
     return out

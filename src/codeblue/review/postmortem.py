@@ -227,7 +227,8 @@ def render(f: dict[str, Any]) -> str:
         add("")
         add(f"Served-version evidence: of {trig['served']} requests served by {trig['version']} since the onset, "
             f"{trig['harmful']} were harmful ({_pct(trig['rate_with'])}); of {trig['served_other']} served by "
-            f"other versions, {trig['harmful_other']} ({_pct(trig['rate_without'])}).")
+            f"other versions, {trig['harmful_other']} ({_pct(trig['rate_without'])}); in the hour before the "
+            f"change, {trig['harmful_before']} of {trig['served_before']} ({_pct(trig['rate_before'])}).")
     else:
         add("No recorded change is supported by the served-version evidence: ask what else changed "
             "(an upstream model, data, traffic mix) and record it.")
@@ -237,8 +238,10 @@ def render(f: dict[str, Any]) -> str:
         add("Other changes in the day before the onset:")
         add("")
         for t in others:
-            add(f"- {t['key']} → {t['version']} at {ts(t['change']['time'])}: harmful "
-                f"{_pct(t['rate_with'])} when served ({t['served']}) vs {_pct(t['rate_without'])} otherwise")
+            served = (f"harmful {_pct(t['rate_with'])} of {t['served']} it served since the onset"
+                      if t["served"] else "served none of the requests since the onset")
+            add(f"- {t['key']} → {t['version']} at {ts(t['change']['time'])}: {served} "
+                f"(the rest: {_pct(t['rate_without'])}; the hour before it: {_pct(t['rate_before'])})")
     add("")
 
     add("## Missed signals")
