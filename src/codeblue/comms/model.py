@@ -54,7 +54,7 @@ class OutboxMessage(Base):
             "data": dict(self.data or {}),
             "state": self.state,
             "attempts": self.attempts,
-            "redeliveries": max(self.attempts - 1, 0) if self.state == "delivered" else self.attempts,
+            "redeliveries": max(self.attempts - 1, 0),
             "next_attempt_at": self.next_attempt_at if self.state == "pending" else None,
             "created_at": self.created_at,
             "updated_at": self.updated_at,

@@ -42,13 +42,19 @@ def _iso(ts: float) -> str:
 # ----- the incident projection ---------------------------------------------------------------------------
 
 
-def sync_incident(s: Session, rt: Runtime, incident: dict[str, Any]) -> IncidentView:
-    """Bring the projection of one incident up to date from its `as_dict()` (called from the incident hooks)."""
+def sync_incident(s: Session, rt: Runtime, incident: dict[str, Any], *, persist: bool = True) -> IncidentView:
+    """Bring the projection of one incident up to date from its `as_dict()` (called from the incident hooks).
+
+    With ``persist=False`` (read-only callers) a missing projection is built in memory and not stored.
+    """
     now = rt.clock.now()
     view = s.get(IncidentView, incident["id"])
     if view is None:
         view = IncidentView(incident_id=incident["id"], opened_at=incident.get("opened_at") or now, milestones={})
-        s.add(view)
+        if persist:
+            s.add(view)
+    elif not persist:
+        return view
     view.title = str(incident.get("title", ""))[:200]
     view.severity = incident.get("severity") or "SEV3"
     view.status = incident.get("status") or "triggered"
@@ -70,7 +76,8 @@ def sync_incident(s: Session, rt: Runtime, incident: dict[str, Any]) -> Incident
         view.closed_at = view.closed_at or incident.get("closed_at") or milestones.get("resolved") or now
     else:
         view.closed_at = None
-    s.flush()
+    if persist:
+        s.flush()
     return view
 
 
@@ -200,11 +207,12 @@ def open_views(s: Session, *, now: float) -> list[IncidentView]:
 
 
 def get_view(s: Session, rt: Runtime, incident_id: int) -> IncidentView:
+    """The comms view of an incident, for readers (never writes; NotFound when there is no such incident)."""
     view = s.get(IncidentView, incident_id)
     if view is None:
-        _incident_dict(s, rt, incident_id)  # NotFound when there is no such incident
-        view = s.get(IncidentView, incident_id)
-    assert view is not None
+        from codeblue.incidents import service as incidents
+
+        view = sync_incident(s, rt, incidents.get_incident(s, incident_id).as_dict(), persist=False)
     return view
 
 
