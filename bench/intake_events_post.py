@@ -16,7 +16,6 @@ import os
 import random
 import secrets
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -87,6 +86,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds against the same server")
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--connections", type=int, default=2)
+    ap.add_argument("--database-url", default="",
+                    help="an empty PostgreSQL database URL (postgresql+psycopg://…) instead of the default SQLite file")
     args = ap.parse_args()
     rng = random.Random(7)
     bodies = [make_batch(b, args.batch_size, rng) for b in range(args.batches)]
@@ -99,10 +100,10 @@ def main() -> None:
     loads_rate = total / (time.perf_counter() - t)
 
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.db"
+        db_url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         port = free_port()
         admin = "cb_bench_" + secrets.token_hex(16)
-        env = {**os.environ, "CODEBLUE_DATABASE_URL": f"sqlite:///{db}", "CODEBLUE_DATA_DIR": f"{tmp}/data",
+        env = {**os.environ, "CODEBLUE_DATABASE_URL": db_url, "CODEBLUE_DATA_DIR": f"{tmp}/data",
                "CODEBLUE_BOOTSTRAP_TOKEN": admin, "CODEBLUE_LOG_JSON": "true"}
         proc = subprocess.Popen([sys.executable, "-m", "codeblue.cli.main", "serve", "--port", str(port)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -167,14 +168,18 @@ def main() -> None:
             proc.wait(timeout=30)
         if errors:
             raise SystemExit(f"requests failed: {errors[0]}")
-        con = sqlite3.connect(db)
-        stored = con.execute("SELECT count(*) FROM events").fetchone()[0]
-        con.close()
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(db_url)
+        with engine.connect() as con:
+            stored = con.execute(text("SELECT count(*) FROM events")).scalar_one()
+        engine.dispose()
     expected = sent + len(warm) * args.batch_size
     rates.sort()
     med = rates[len(rates) // 2]
     wired = importlib.util.find_spec("codeblue.signals.wiring") is not None
-    print(f"POST /v1/events, {args.batch_size}-event batches, {args.connections} connections, SQLite, "
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"POST /v1/events, {args.batch_size}-event batches, {args.connections} connections, {backend}, "
           f"detection {'wired (signals.wiring present)' if wired else 'NOT wired (no signals.wiring yet)'}")
     print(f"  throughput: median {med:,.0f} events/s, best {rates[-1]:,.0f} (goal >= 50,000)")
     print(f"  server cost: median {sorted(cpu_rates)[len(cpu_rates) // 2]:,.0f} events per CPU-second of the "

@@ -203,6 +203,10 @@ def test_query_by_time_workflow_version_with_cursor(server: LiveServer) -> None:
                                        "version": ["prompt/refund-assistant=v41", "model_alias/main=gpt-x"],
                                        "limit": 100}).json()
     assert len(page["events"]) == 15
+    odd = "tab\there, back\\slash, new\nline, ünïcode 🚑"
+    assert c.post("/v1/events", json=[ev(40, subject=odd, session_id=odd, trace_id="t\r1")]).json()["accepted"] == 1
+    page = v.get("/v1/events", params={"workflow": "refund-desk", "subject": odd}).json()
+    assert [e["session_id"] for e in page["events"]] == [odd] and page["events"][0]["trace_id"] == "t\r1"
     page = v.get("/v1/events", params={"workflow": "repayment-advice", "kind": "action"}).json()
     assert len(page["events"]) == 5 and page["events"][0]["target"] == "acct-9"
     r = v.get("/v1/events", params={"version": "prompt-v42"})
@@ -211,7 +215,7 @@ def test_query_by_time_workflow_version_with_cursor(server: LiveServer) -> None:
     assert r.status_code == 422 and r.json()["field"] == "cursor"
     with server.rt.db.read() as s:
         p = store.query_events(s, workflow="refund-desk", since=None, until=None, kinds=["response"], limit=1000)
-    assert len(p.events) == 30 and p.next_cursor is None
+    assert len(p.events) == 31 and p.next_cursor is None
 
 
 def test_roles(sqlite_server: LiveServer) -> None:

@@ -32,6 +32,7 @@ _CACHE_KEY = "signals.version_sets"
 _EVENT_COLUMNS = ("time", "received_at", "workflow", "kind", "subject", "session_id", "trace_id", "status",
                   "version_set", "body")
 MAX_LIMIT = 5000
+_COPY_SQL = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
 _INSERT_SQL = {
     mark: f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})"
     for mark in ("?", "%s")
@@ -98,12 +99,16 @@ def store_events(s: Session, rt: Runtime, events: list[dict[str, Any]], *, recei
         append((ev["time"], received_at, ev["workflow"], ev["kind"], g("subject"), g("session_id"),
                 g("trace_id"), g("status"), set_id, dumps(ev).decode()))
     conn = s.connection()
-    sql = _INSERT_SQL["?" if conn.dialect.paramstyle == "qmark" else "%s"]
-    # The driver's executemany directly, inside the session's transaction: SQLAlchemy would only re-pack
-    # each row tuple (measured: ~4 % of the intake's time under the GIL).
+    # The driver directly, inside the session's transaction: SQLAlchemy would only re-pack each row tuple
+    # (measured: ~4 % of the intake's time under the GIL). PostgreSQL gets COPY, SQLite one executemany.
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.executemany(sql, rows)
+        if conn.dialect.name == "postgresql":
+            with cur.copy(_COPY_SQL) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cur.executemany(_INSERT_SQL["?" if conn.dialect.paramstyle == "qmark" else "%s"], rows)
     finally:
         cur.close()
     return len(rows)
