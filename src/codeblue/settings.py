@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -90,6 +90,18 @@ class Settings(BaseSettings):
     workers: bool = True
     log_json: bool | None = None
     config_file: Path | None = None
+
+    @field_validator("redact")
+    @classmethod
+    def _redact_rules_compile(cls, rules: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for name, pattern in rules.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redaction rule {name!r}: {exc}") from None
+        return rules
 
     @property
     def key_file(self) -> Path:
