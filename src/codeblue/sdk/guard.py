@@ -1009,6 +1009,8 @@ class Guard:
                 self._check_stale()
             except Exception:
                 log.exception("codeblue guard: background work failed")
+                if stopping:
+                    return  # close() may have closed the HTTP client after its timeout: never retry forever
             now = time.monotonic()
             wait = min(next_poll, next_heartbeat) - now
             if self.url is not None and len(self._queue):
