@@ -274,3 +274,13 @@ def test_enqueue_dedup_holds_across_concurrent_transactions(make_server: MakeSer
     assert len(ids) == 2 and ids[0] == ids[1]
     with srv.rt.db.read() as s:
         assert outbox.counts(s)["pending"] == 1
+
+
+def test_enqueue_returns_a_row_with_its_id_at_once(make_server: MakeServer) -> None:
+    srv = make_server()
+    with srv.rt.db.write() as s:
+        a = outbox.enqueue(s, srv.rt, channel="slack", kind="notify", dedup_key="runbook:1:1:notify", subject="s",
+                           body="b")
+        b = outbox.enqueue(s, srv.rt, channel="slack", kind="notify", dedup_key="runbook:1:1:notify", subject="s",
+                           body="b")
+        assert a.id is not None and a.id == b.id and a.state == "pending"

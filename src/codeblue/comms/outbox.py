@@ -21,7 +21,6 @@ from codeblue.errors import Invalid, NotFound
 from codeblue.runtime import Runtime
 
 WAKE = "comms.wake"
-PENDING = "comms.pending"
 _TABLE = cast(Table, OutboxMessage.__table__)
 _PG_INSERT = pg_insert(_TABLE).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(_TABLE.c.id)
 
@@ -40,13 +39,11 @@ def _wake_after_commit(s: Session, rt: Runtime) -> None:
 
     def _after_commit(session: Session) -> None:
         session.info.pop(WAKE, None)
-        session.info.pop(PENDING, None)
         ev.set()
 
     def _after_rollback(session: Session, previous: Any) -> None:
         if previous.parent is None:  # the whole transaction, not a savepoint
             session.info.pop(WAKE, None)
-            session.info.pop(PENDING, None)
 
     event.listen(s, "after_commit", _after_commit, once=True)
     event.listen(s, "after_soft_rollback", _after_rollback)
@@ -77,13 +74,9 @@ def enqueue(
         raise Invalid("kind must be 1–32 characters", field="kind")
     if not dedup_key or len(dedup_key) > 255:
         raise Invalid("dedup_key must be 1–255 characters", field="dedup_key")
-    pending: dict[str, OutboxMessage] = s.info.setdefault(PENDING, {})
-    if dedup_key in pending and pending[dedup_key] in s:
-        return pending[dedup_key]
     postgres = s.get_bind().dialect.name == "postgresql"
     if not postgres:
-        with s.no_autoflush:
-            existing = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
+        existing = s.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
         if existing is not None:
             return existing
     now = rt.clock.now()
@@ -114,11 +107,10 @@ def enqueue(
         make_transient_to_detached(row)  # it is in the database already: attach it as loaded, without a query
         s.add(row)
     else:
-        # SQLite write transactions are serialised (BEGIN IMMEDIATE), so the check above is authoritative;
-        # rows are inserted together when the session flushes.
+        # SQLite write transactions are serialised (BEGIN IMMEDIATE), so the check above is authoritative.
         row = OutboxMessage(**values)
         s.add(row)
-    pending[dedup_key] = row
+        s.flush()  # callers may use row.id at once (e.g. to show the message on a timeline entry)
     _wake_after_commit(s, rt)
     return row
 
