@@ -73,7 +73,7 @@ def replayed(db_url: str, tmp_path: Path) -> Any:
         with srv.client("responder", handle="release-bot") as rel, srv.client("ingest") as ing, \
                 srv.client("responder", handle="ana") as ana, srv.client("lead", handle="lee") as lee:
             for v in ("v41", "v42"):
-                r = rel.post(f"/v1/configs/prompt/refund-assistant/versions",
+                r = rel.post("/v1/configs/prompt/refund-assistant/versions",
                              json={"version": v, "content": f"refund prompt {v}", "workflows": [WF]})
                 assert r.status_code == 201, r.text
             assert rel.post("/v1/configs/prompt/refund-assistant/activate", json={"version": "v41"}).status_code == 200
@@ -111,7 +111,7 @@ def replayed(db_url: str, tmp_path: Path) -> Any:
 
 
 def test_postmortem_names_trigger_delay_harm_and_missed_signal(replayed: Any) -> None:
-    srv, iid, events, lead = replayed
+    srv, iid, events, _lead = replayed
     with srv.client("viewer") as v:
         r = v.get(f"/v1/incidents/{iid}/postmortem")
         assert r.status_code == 200, r.text
@@ -146,7 +146,7 @@ def test_postmortem_names_trigger_delay_harm_and_missed_signal(replayed: Any) ->
     assert f"Harmful requests before containment: **{harmful}**" in md
 
     # the missed signal: grounding failures moved before the incident opened; the backtest says how early
-    miss = [x for x in f["findings"] if x["indicator"] == "grounding_failure_rate" and x["workflow"] == WF][0]
+    miss = next(x for x in f["findings"] if x["indicator"] == "grounding_failure_rate" and x["workflow"] == WF)
     assert miss["missed"] is True
     assert ONSET < miss["first_deviation"] <= ONSET + 600 and miss["lead_s"] >= 300
     strict = miss["backtests"][0]
