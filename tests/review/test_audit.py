@@ -153,3 +153,35 @@ def test_audit_needs_a_token_and_an_existing_incident(sqlite_server: LiveServer)
         assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
         r = v.get("/v1/incidents/4242/audit", params={"limit": 0})
         assert r.status_code == 422
+
+
+def test_suspect_versions_pull_in_their_other_workflows(sqlite_server: LiveServer) -> None:
+    srv = sqlite_server
+    with srv.client("responder", handle="rel") as rel:
+        for v in ("v1", "v2"):
+            r = rel.post("/v1/configs/prompt/shared-assistant/versions",
+                         json={"version": v, "content": f"prompt {v}", "workflows": ["desk-a", "desk-b"]})
+            assert r.status_code == 201, r.text
+        rel.post("/v1/configs/prompt/shared-assistant/activate", json={"version": "v1"})
+        change = rel.post("/v1/configs/prompt/shared-assistant/activate", json={"version": "v2"}).json()
+    now = srv.rt.clock.now()
+    ev = [
+        {"time": now - 30, "workflow": "desk-a", "kind": "response", "trace_id": "a-v2", "subject": "u1",
+         "status": 200, "grounded": False, "versions": {"prompt/shared-assistant": "v2"}},
+        {"time": now - 29, "workflow": "desk-b", "kind": "response", "trace_id": "b-v2", "subject": "u2",
+         "status": 200, "refusal": True, "versions": {"prompt/shared-assistant": "v2"}},
+        {"time": now - 28, "workflow": "desk-b", "kind": "response", "trace_id": "b-v1", "subject": "u3",
+         "status": 200, "refusal": True, "versions": {"prompt/shared-assistant": "v1"}},
+    ]
+    with srv.client("ingest") as ing:
+        post_events(ing, ev)
+    with srv.client("responder", handle="ana") as c:
+        inc = open_incident(c, title="shared prompt", workflows=["desk-a"], failure_type="answer_quality",
+                            harm={"started_at": now - 60},
+                            suspects=[{"change_id": change["id"], "kind": "prompt", "name": "shared-assistant",
+                                       "version": "v2"}])
+        page = c.get(f"/v1/incidents/{inc['id']}/audit").json()
+    traces = [it["trace_id"] for it in page["items"]]
+    assert traces == ["a-v2", "b-v2"]  # desk-b only where the suspect version served it
+    assert all("served by a suspect version" in it["reasons"] for it in page["items"])
+    assert page["queue"]["workflows"] == ["desk-a", "desk-b"]

@@ -1,6 +1,9 @@
 """The audit of served answers: which of the answers and actions served during an incident need a human
 look first, and what the reviewers found.
 
+Selection: the incident's workflows, plus — for suspects that name a recorded change — the other workflows that
+change touched, of which only the events served by a suspect version are kept.
+
 The queue is materialised once per incident (when the audit is first opened, when a runbook `audit` step ran,
 or on an explicit refresh) into ``audit_items``: the stored events of the incident's workflows from the
 estimated onset to containment, read through the ``(workflow, time)`` index with a bound on how many are
@@ -130,6 +133,24 @@ def suspect_versions(inc: Incident) -> dict[str, str]:
     return out
 
 
+def suspect_workflows(s: Session, inc: Incident) -> list[str]:
+    """Workflows beyond the incident's own that a suspect change touched (from its change record)."""
+    from codeblue.changes.model import Change
+
+    out: list[str] = []
+    for sus in inc.suspects or []:
+        cid = sus.get("change_id") if isinstance(sus, dict) else None
+        if isinstance(cid, str) and cid.isdigit():
+            cid = int(cid)
+        if not isinstance(cid, int) or isinstance(cid, bool):
+            continue
+        ch = s.get(Change, cid)
+        for wf in (ch.workflows or []) if ch is not None else []:
+            if wf not in (inc.workflows or []) and wf not in out:
+                out.append(wf)
+    return out
+
+
 def _suspect_sets(s: Session, versions: dict[str, str]) -> set[int]:
     out: set[int] = set()
     for key, version in versions.items():
@@ -150,9 +171,12 @@ def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueu
     inc = incidents.get_incident(s, incident_id, for_update=True)
     now = float(rt.clock.now())
     since, until = window(inc, rt, now)
-    workflows = list(inc.workflows or [])
     susp = suspect_versions(inc)
     sets = _suspect_sets(s, susp)
+    own = list(inc.workflows or [])
+    # other workflows a suspect change touched contribute only the events the suspect versions served
+    extra = suspect_workflows(s, inc) if sets else []
+    workflows = own + extra
     cap = max(1, int(rt.settings.review_audit_max_candidates))
     fields = list(rt.settings.review_amount_fields)
 
@@ -181,6 +205,8 @@ def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueu
                 truncated = True
                 break
             scanned += 1
+            if wf not in own and vset not in sets:
+                continue
             if kind == "complaint":
                 if trace_id:
                     complained.add(trace_id)
