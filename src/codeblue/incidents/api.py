@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -20,8 +19,6 @@ from codeblue.incidents.model import FAILURE_TYPES, MILESTONES, ROLES, SEVERITIE
 from codeblue.runtime import Runtime
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
-#: rt.extras key of the in-process SQLite writer gate (shared by any domain that wants it).
-WRITE_GATE = "store.sqlite_write_gate"
 
 class Severity(StrEnum):
     SEV1 = "SEV1"
@@ -155,15 +152,8 @@ class IncidentPatch(_Strict):
 
 @contextmanager
 def _write(rt: Runtime) -> Iterator[Session]:
-    """One write transaction per request. On SQLite, writers of this process queue on a lock first: SQLite's own
-    busy handler makes a waiting writer sleep in growing steps (up to 100 ms), which under concurrency wastes
-    the moment the database frees up and makes the tail latency explode. PostgreSQL needs no gate (row locks)."""
-    if not rt.db.is_sqlite:
-        with rt.db.write() as s:
-            yield s
-        return
-    lock: threading.Lock = rt.extras.setdefault(WRITE_GATE, threading.Lock())
-    with lock, rt.db.write() as s:
+    """One write transaction per request (on SQLite the database queues this process's writers on a lock)."""
+    with rt.db.write() as s:
         yield s
 
 

@@ -7,6 +7,7 @@ needs a serial order (timeline chains, config activations).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -58,7 +59,8 @@ class Database:
             if url in ("sqlite://", "sqlite:///:memory:"):
                 kwargs["poolclass"] = StaticPool
         else:
-            kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
+            # No pre-ping: it costs a round trip per request; recycle idle connections instead.
+            kwargs.update(pool_size=20, max_overflow=20, pool_recycle=1800)
         self.engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _sqlite_setup(self.engine)
@@ -67,6 +69,10 @@ class Database:
             write_bind = self.engine
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write = sessionmaker(bind=write_bind, expire_on_commit=False)
+        # SQLite has one writer at a time; queueing writers of this process on a lock hands the database over
+        # the moment it is free, where SQLite's busy handler would sleep and poll (and explode tail latency).
+        # Re-entrant, so a write opened inside another write in the same thread behaves as before.
+        self._gate: threading.RLock | None = threading.RLock() if self.is_sqlite else None
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -80,7 +86,16 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose work commits once, at the end, or rolls back on any exception."""
-        with self._write() as session:
+        if self._gate is None:
+            with self._write() as session:
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+            return
+        with self._gate, self._write() as session:
             try:
                 yield session
                 session.commit()
