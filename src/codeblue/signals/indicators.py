@@ -22,9 +22,10 @@ C_ACT = 8  # actions
 C_WRONG = 9  # wrong-entity actions
 C_COMPL = 10  # complaints
 C_LATX = 11  # responses whose latency exceeds the workflow's baseline p95
-C_RSET = 12  # responses with retrieval_age_s set
+C_RSET = 12  # responses with retrieval_age_s set, once the workflow has a learned p95 for it
 C_RX = 13  # ... whose retrieval age exceeds the workflow's baseline p95
-NC = 14
+C_LATN = 14  # responses with latency_ms set, once the workflow has a learned p95 for it
+NC = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class Indicator:
 
 INDICATORS: tuple[Indicator, ...] = (
     Indicator("error_rate", C_ERR, C_RESP, "availability", 1 << 0, "errors"),
-    Indicator("latency_p95_ms", C_LATX, C_RESP, "availability", 1 << 1, "slow responses", percentile=True),
+    Indicator("latency_p95_ms", C_LATX, C_LATN, "availability", 1 << 1, "slow responses", percentile=True),
     Indicator("refusal_rate", C_REF, C_OK, "policy_refusal", 1 << 2, "refusals"),
     Indicator("grounding_failure_rate", C_GFAIL, C_GSET, "retrieval", 1 << 3, "ungrounded answers"),
     Indicator("tool_arg_error_rate", C_TOOLBAD, C_TOOL, "tool", 1 << 4, "malformed tool calls"),

@@ -38,7 +38,9 @@ from codeblue.signals.indicators import (
     BIT_REF,
     BIT_TOOL,
     BIT_WRONG,
+    C_LATN,
     C_LATX,
+    C_RSET,
     C_RX,
     INDICATORS,
     NC,
@@ -305,7 +307,6 @@ class Pipeline:
                 acc.lat.append(lat)
                 acc.lat_subj.append(subject)
             if ra is not None:
-                c[12] += 1
                 acc.rage.append(ra)
                 acc.rage_subj.append(subject)
         elif kind == "tool_call":
@@ -359,7 +360,6 @@ class Pipeline:
                 acc.lat.append(ev.latency_ms)
                 acc.lat_subj.append(ev.subject)
             if ev.retrieval_age_s is not None:
-                c[12] += 1
                 acc.rage.append(ev.retrieval_age_s)
                 acc.rage_subj.append(ev.subject)
         elif ev.kind == "tool_call":
@@ -481,6 +481,8 @@ class Pipeline:
                 thr = ws.lat_thr
                 over = [j for j, x in enumerate(a.lat) if x > thr]
                 c[C_LATX] = len(over)
+                if thr != math.inf:  # no learned p95 yet: the sample is not judged (nor learned as "fine")
+                    c[C_LATN] = len(a.lat)
                 for j in over:
                     ws.bad.append((bucket_t, a.lat_subj[j], BIT_LAT))
                 ws.bad_total += len(over)
@@ -495,6 +497,8 @@ class Pipeline:
                 thr = ws.rage_thr
                 over = [j for j, x in enumerate(a.rage) if x > thr]
                 c[C_RX] = len(over)
+                if thr != math.inf:
+                    c[C_RSET] = len(a.rage)
                 for j in over:
                     ws.bad.append((bucket_t, a.rage_subj[j], BIT_RAGE))
                 ws.bad_total += len(over)
