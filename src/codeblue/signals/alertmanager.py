@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codeblue.errors import Conflict, Invalid
@@ -132,8 +133,15 @@ def receive(s: Session, rt: Runtime, payload: AMWebhook) -> dict[str, Any]:
                 labels=dict(a.labels), annotations=dict(a.annotations), ends_at=ends,
                 generator_url=a.generatorURL, group_key=payload.groupKey, updated_at=now,
             )
-            s.add(row)
-            s.flush()
+            try:
+                with s.begin_nested():  # two replicas may receive the same alert at once (PostgreSQL)
+                    s.add(row)
+            except IntegrityError:
+                row = s.scalars(select(ExternalAlert).where(
+                    ExternalAlert.source == SOURCE, ExternalAlert.fingerprint == fp,
+                    ExternalAlert.starts_at == starts,
+                )).one()
+                is_new = False
         old_status = None if is_new else row.status
         row.labels, row.annotations, row.ends_at, row.updated_at = dict(a.labels), dict(a.annotations), ends, now
         if row.status == "resolved" and a.status == "firing" and not is_new:
