@@ -114,9 +114,12 @@ class Sender:
         try:
             while limit is None or made < limit:
                 specs = self._refresh_specs()
-                lease = (max((self._timeout(s) for s in specs.values()), default=10.0) * 2 + 30) * max(
-                    rt.settings.clock_speed, 1.0)
                 n = BATCH if limit is None else min(BATCH, limit - made)
+                # The lease must outlast the whole batch even if every send times out, or a replica would
+                # re-claim messages still in flight.
+                slowest = max((self._timeout(s) for s in specs.values()), default=rt.settings.comms_send_timeout)
+                rounds = -(-n // self.concurrency)
+                lease = (slowest * rounds + 30) * max(rt.settings.clock_speed, 1.0)
                 with rt.db.write() as s:
                     batch = outbox.claim_due(s, now=rt.clock.now(), limit=n, lease=lease)
                 if not batch:
