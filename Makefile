@@ -26,5 +26,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/
 
+demo: $(STAMP)
+	$(BIN)/codeblue demo
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
