@@ -43,8 +43,11 @@ def main() -> None:
     n = 0
     start = time.perf_counter()
     for minute in range(args.minutes):
-        batch = []
+        batch: list[dict[str, object]] = []
         for w, name in enumerate(names):
+            if len(batch) >= 1000:  # the server sees 1,000-event batches
+                n += p.feed(batch)
+                batch = []
             t = t0 + minute * 60 + (w % 60)
             for v in vers:
                 versions = {f"prompt/{name}": v}

@@ -44,9 +44,9 @@ class Block:
         self.cap = cap
         self.n = 0
         self.fine = np.zeros((cap, FINE_N, NC), dtype=np.int32)
-        self.fine_ids = np.full((cap, FINE_N), -1, dtype=np.int64)
+        self.fine_ids = np.full((cap, FINE_N), -1, dtype=np.int32)  # bucket numbers (10 s) fit until 2650
         self.coarse = np.zeros((cap, COARSE_N, NC), dtype=np.int32)
-        self.coarse_ids = np.full((cap, COARSE_N), -1, dtype=np.int64)
+        self.coarse_ids = np.full((cap, COARSE_N), -1, dtype=np.int32)
         self.bnum = np.zeros((cap, NI), dtype=np.float64)
         self.bden = np.zeros((cap, NI), dtype=np.float64)
         self.cusum = np.zeros((cap, NI), dtype=np.float64)
