@@ -38,6 +38,7 @@ def test_timeline_section_refuses_a_tampered_timeline(server: LiveServer) -> Non
     assert "nothing happened" not in md and "rolled back the prompt" not in md
     assert "| time (UTC) |" not in section
     assert pm["facts"]["verification"]["ok"] is False
+    assert "Not judged: the steps come from the timeline, which failed hash verification" in md
 
 
 def test_versions_completion_needs_both_kinds_of_action_and_final_is_stored(server: LiveServer) -> None:

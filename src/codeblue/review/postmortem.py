@@ -120,7 +120,7 @@ def facts(s: Session, rt: Runtime, *, incident_id: int) -> dict[str, Any]:
     verification = incidents.verify_timeline(s, rt, incident_id=incident_id)
     entries = [e.as_dict() for e in s.scalars(
         select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.seq))]
-    steps = analysis.judge_steps(entries, all_events, main)
+    steps = analysis.judge_steps(entries, all_events, main) if verification["ok"] else []
 
     milestones = inc.milestones()
     containment = {
@@ -305,7 +305,9 @@ def render(f: dict[str, Any]) -> str:
     add("## What worked")
     add("")
     steps = f["steps"]
-    if not steps:
+    if not v["ok"]:
+        add("Not judged: the steps come from the timeline, which failed hash verification (see Timeline).")
+    elif not steps:
         add("No containment step, change or control is recorded on the timeline.")
     else:
         ind = f["indicator"]
@@ -378,9 +380,35 @@ def _why(f: dict[str, Any], missed: list[dict[str, Any]]) -> list[str]:
 # ----- drafts, versions, completion -----------------------------------------------------------------------
 
 
+_CACHE = "review.draft_cache"
+CACHE_S = 60.0
+
+
+def _fingerprint(s: Session, rt: Runtime, incident_id: int) -> tuple[Any, ...]:
+    inc = incidents.get_incident(s, incident_id)
+    acts = s.execute(select(func.count(), func.max(CorrectiveAction.updated_at))
+                     .where(CorrectiveAction.incident_id == incident_id)).one()
+    prog = audit.progress(s, incident_id=incident_id)
+    # verified on every call: an edit made behind the API changes no counter, and must never hide behind the cache
+    v = incidents.verify_timeline(s, rt, incident_id=incident_id)
+    return (v["ok"], len(v["problems"]), inc.chain_count, inc.chain_head, inc.updated_at, tuple(acts), tuple(sorted(prog["states"].items())),
+            int(rt.clock.now() // CACHE_S))
+
+
 def draft(s: Session, rt: Runtime, *, incident_id: int) -> tuple[str, dict[str, Any]]:
+    """The computed draft. Cached per incident for up to a minute while nothing on the incident changes (its
+    timeline, its corrective actions, its audit reviews), so a console showing it stays cheap."""
+    key = _fingerprint(s, rt, incident_id)
+    cache: dict[int, tuple[tuple[Any, ...], str, dict[str, Any]]] = rt.extras.setdefault(_CACHE, {})
+    hit = cache.get(incident_id)
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
     f = facts(s, rt, incident_id=incident_id)
-    return render(f), f
+    md = render(f)
+    if len(cache) >= 64:
+        cache.clear()
+    cache[incident_id] = (key, md, f)
+    return md, f
 
 
 def _pm(s: Session, rt: Runtime, incident_id: int) -> Postmortem:
