@@ -83,11 +83,31 @@ ROUTE_ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/incidents/{incident_id}/runbook/steps/{step_id}/deny"): RESPONDER,
     ("POST", "/v1/incidents/{incident_id}/recover"): RESPONDER,
     ("POST", "/v1/incidents/{incident_id}/recover/approve"): RISK_OWNER,
+    # console (session cookie + CSRF token, or a bearer token; same role rules as the API)
+    ("POST", "/console/logout"): {"viewer", "responder", "lead", "risk_owner", "admin"},
+    ("POST", "/console/incidents"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/notes"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/ack"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/status"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/milestones"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/roles"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/page"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/controls"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/evidence"): RESPONDER,
+    ("POST", "/console/configs/{kind}/{name}/rollback"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/runbook/accept"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/runbook/steps/{step_id}/request"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/runbook/steps/{step_id}/approve"): {"risk_owner", "lead", "admin"},
+    ("POST", "/console/incidents/{incident_id}/runbook/steps/{step_id}/deny"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/updates"): RESPONDER,
+    ("POST", "/console/incidents/{incident_id}/audit/items/{item_id}"): RESPONDER,
+    ("POST", "/console/controls/{control_id}/lift"): RESPONDER,
 }
 
 #: Mutating routes that do not take a bearer token, and what authenticates them instead.
 PUBLIC_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/oncall/ack/{token}"): "a signed, expiring acknowledgement link sent in the page",
+    ("POST", "/console/login"): "exchanges an API token (in the form) for a console session; login CSRF cookie",
 }
 
 
