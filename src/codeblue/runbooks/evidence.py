@@ -43,12 +43,16 @@ class Evidence:
     segment: str | None = None
     action: str | None = None
     tool: str | None = None
+    #: the action path / tool that nearly all of the workflow's traffic uses, harmful or not
+    action_any: str | None = None
+    tool_any: str | None = None
     notes: list[str] = field(default_factory=list)
     versions: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {"workflow": self.workflow, "harmful": self.harmful, "events": self.total, "segment": self.segment,
-                "action": self.action, "tool": self.tool, "notes": self.notes,
+                "action": self.action, "tool": self.tool, "action_any": self.action_any, "tool_any": self.tool_any,
+                "notes": self.notes,
                 "top_versions": dict(self.versions.most_common(3))}
 
 
@@ -72,6 +76,8 @@ def gather(s: Session, *, workflow: str, failure_type: str, since: float, until:
     segs: Counter[str] = Counter()
     actions: Counter[str] = Counter()
     tools: Counter[str] = Counter()
+    all_actions: Counter[str] = Counter()
+    all_tools: Counter[str] = Counter()
     cursor: str | None = None
     seen = 0
     while seen < max_events:
@@ -79,6 +85,10 @@ def gather(s: Session, *, workflow: str, failure_type: str, since: float, until:
         for e in page.events:
             seen += 1
             ev.total += 1
+            if e.get("kind") == "action" and e.get("action"):
+                all_actions[e["action"]] += 1
+            elif e.get("kind") == "tool_call" and e.get("tool"):
+                all_tools[e["tool"]] += 1
             if not is_harmful(e, failure_type):
                 continue
             ev.harmful += 1
@@ -98,4 +108,10 @@ def gather(s: Session, *, workflow: str, failure_type: str, since: float, until:
         ev.action = _dominant(actions, ev.harmful, "action", ev.notes)
     if failure_type == "tool":
         ev.tool = _dominant(tools, ev.harmful, "tool", ev.notes)
+    if all_actions:
+        name, n = all_actions.most_common(1)[0]
+        ev.action_any = name if n / sum(all_actions.values()) >= CONCENTRATION else None
+    if all_tools:
+        name, n = all_tools.most_common(1)[0]
+        ev.tool_any = name if n / sum(all_tools.values()) >= CONCENTRATION else None
     return ev

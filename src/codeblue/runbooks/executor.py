@@ -106,10 +106,15 @@ def resolve_scope(spec: dict[str, Any], workflow: str, evid: dict[str, Any]) -> 
     for field_name, var in (("segment", "$segment"), ("action", "$action"), ("tool", "$tool")):
         val = scope.get(field_name, "*")
         found = wev.get(field_name)
+        only = wev.get(f"{field_name}_any") if field_name in ("action", "tool") else None
         if val == var:
             if found:
                 scope[field_name] = found
                 why.append(f"{field_name} {found!r} from the evidence")
+            elif only:
+                scope[field_name] = only
+                why.append(f"{field_name} {only!r}: too little harm yet to tell, and it is the {field_name} "
+                           f"this workflow uses")
             else:
                 scope[field_name] = "*"
                 why.append(f"no single {field_name} explains the harm, so all of them")
@@ -419,6 +424,10 @@ def _execute(s: Session, rt: Runtime, run: RunbookRun, step: RunbookStep, inc: I
     if t in CONTAIN_TYPES:
         from codeblue.controls import service as controls
 
+        # The freshest evidence decides the scope: more harm may have arrived since the run started.
+        evid = gather_evidence(s, rt, inc)
+        run.context = {**(run.context or {}), "evidence": evid}
+
         made: list[dict[str, Any]] = []
         for wf in inc.workflows or []:
             scope, scope_why = resolve_scope(spec, wf, evid)
@@ -442,6 +451,14 @@ def _execute(s: Session, rt: Runtime, run: RunbookRun, step: RunbookStep, inc: I
         target = _rollback_target(inc, spec)
         if "skip" in target:
             raise Skip(target["skip"])
+        if target.get("version"):
+            try:
+                state = changes.config_state(s, kind=target["kind"], name=target["name"])
+            except NotFound:
+                raise Skip(f"{target['kind']}/{target['name']} is not in the config registry") from None
+            if target["version"] not in (state.get("stable"), state.get("candidate")):
+                raise Skip(f"{target['kind']}/{target['name']} {target['version']} is no longer served "
+                           f"(stable {state.get('stable')}): already rolled back")
         ch = changes.rollback(s, rt, kind=target["kind"], name=target["name"], actor=ACTOR, incident_id=inc.id,
                               note=f"runbook {run.runbook} step {step.step_id}: {target['why']}")
         cd = ch.as_dict()
@@ -561,6 +578,14 @@ def check_conditions(s: Session, inc: Incident, conditions: list[dict[str, Any]]
         events = measure.load_events(s, workflow=wf, since=since, until=until)
         for cond in conditions:
             m = measure.measure(events, cond["indicator"])
+            if m.denominator == 0 and cond.get("below") is None:
+                ck = f"{wf}/{cond['indicator']}"
+                if ck not in cache:
+                    cache[ck] = baseline(s, workflow=wf, indicator=cond["indicator"], before=onset).value
+                if cache[ck] is None:
+                    # the workflow never reports this indicator (e.g. no retrieval): not applicable here
+                    details.append({"workflow": wf, **m.as_dict(), "limit": None, "ok": True, "applies": False})
+                    continue
             if cond.get("below") is not None:
                 limit = float(cond["below"])
             else:
