@@ -90,16 +90,22 @@ def parse_due(value: float | str, *, now: float) -> float:
 # ----- audit ----------------------------------------------------------------------------------------------
 
 
-def _ensure_queue(rt: Runtime, incident_id: int, actor: str) -> None:
+def _materialise(rt: Runtime, incident_id: int, actor: str, *, rebuild: bool) -> None:
     with rt.db.read() as s:
         incidents.get_incident(s, incident_id)
-        if audit.get_queue(s, incident_id) is not None:
+        if not rebuild and audit.get_queue(s, incident_id) is not None:
             return
     try:
         with rt.db.write() as s:
-            audit.ensure(s, rt, incident_id=incident_id, actor=actor)
+            if rebuild or audit.get_queue(s, incident_id) is None:
+                audit.build(s, rt, incident_id=incident_id, actor=actor)
     except IntegrityError:  # another request materialised it at the same moment (PostgreSQL)
-        pass
+        if rebuild:
+            raise
+
+
+def _ensure_queue(rt: Runtime, incident_id: int, actor: str) -> None:
+    _materialise(rt, incident_id, actor, rebuild=False)
 
 
 @router.get("/v1/incidents/{incident_id}/audit")
@@ -123,9 +129,10 @@ def audit_page(
 @router.post("/v1/incidents/{incident_id}/audit/refresh")
 def audit_refresh(incident_id: int, rt: RT, p: Responder) -> Response:
     """Rebuild the queue over the current window (e.g. after containment); review states are kept."""
-    with rt.db.write() as s:
-        q = audit.build(s, rt, incident_id=incident_id, actor=p.handle)
-        out = q.as_dict()
+    _materialise(rt, incident_id, p.handle, rebuild=True)
+    with rt.db.read() as s:
+        q = audit.get_queue(s, incident_id)
+        out = q.as_dict() if q else {}
     return ORJSONResponse(out)
 
 

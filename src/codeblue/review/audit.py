@@ -7,7 +7,8 @@ change touched, of which only the events served by a suspect version are kept.
 The queue is materialised once per incident (when the audit is first opened, when a runbook `audit` step ran,
 or on an explicit refresh) into ``audit_items``: the stored events of the incident's workflows from the
 estimated onset to containment, read through the ``(workflow, time)`` index with a bound on how many are
-scanned, scored in one pass and written with their rank. Paging is then an index range on
+scanned, classified, weighed and ranked by one ``INSERT … SELECT`` in the database (JSON functions of SQLite
+or jsonb on PostgreSQL, ``ROW_NUMBER()`` for the rank) — no event travels to Python to be ranked. Paging is then an index range on
 ``(incident_id, rank)``, so the first page costs the same whatever the size of the event store, and review
 states stay attached to stable ranks. A refresh keeps every review already made.
 
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 import csv
 import io
-import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from codeblue.errors import Invalid, NotFound
@@ -44,18 +45,6 @@ EXPORT_COLUMNS = ("rank", "score", "category", "reasons", "state", "reviewer", "
 
 
 # ----- scoring ---------------------------------------------------------------------------------------------
-
-
-def _amount(ev: dict[str, Any], fields: list[str]) -> float | None:
-    attrs = ev.get("attributes")
-    best: float | None = None
-    for f in fields:
-        v = ev.get(f)
-        if v is None and isinstance(attrs, dict):
-            v = attrs.get(f)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            best = abs(float(v)) if best is None else max(best, abs(float(v)))
-    return best
 
 
 def classify(ev: dict[str, Any]) -> tuple[str, list[str]]:
@@ -87,26 +76,6 @@ def classify(ev: dict[str, Any]) -> tuple[str, list[str]]:
         reasons.append(f"error status {status}")
         return "error", reasons
     return "answer", reasons
-
-
-def score(ev: dict[str, Any], *, amount_fields: list[str], suspect: bool, complained: bool
-          ) -> tuple[float, str, list[str], float | None]:
-    """(score, category, reasons, amount): the tier dominates (×100); the rest orders within a tier."""
-    category, reasons = classify(ev)
-    amount = _amount(ev, amount_fields)
-    s = TIERS[category] * 100.0
-    if amount is not None and amount > 0:
-        s += min(10.0 * math.log10(1.0 + amount), 60.0)
-        reasons.append(f"amount {amount:g}")
-    if suspect:
-        s += 20.0
-        reasons.append("served by a suspect version")
-    if complained:
-        s += 15.0
-        reasons.append("the user complained about this trace")
-    if ev.get("fallback"):
-        s -= 5.0  # the fallback served it: the suspect path did not
-    return s, category, reasons, amount
 
 
 # ----- the window ------------------------------------------------------------------------------------------
@@ -166,19 +135,98 @@ def get_queue(s: Session, incident_id: int) -> AuditQueue | None:
     return s.get(AuditQueue, incident_id)
 
 
+_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+#: Codes stored in `audit_items.reasons` by the SQL ranking; expanded into sentences when an item is shown.
+SUSPECT, COMPLAINED = "suspect", "complained"
+
+
+def _amount_fields(rt: Runtime) -> list[str]:
+    fields = [f for f in rt.settings.review_amount_fields if _FIELD_RE.match(f)]
+    return fields or ["amount"]
+
+
+def _sql_parts(dialect: str, fields: list[str]) -> dict[str, str]:
+    """Dialect SQL for the classification and weights (mirrors `classify`/`score`), over a row `w` with the
+    event columns and its JSON body (`w.body` text on SQLite, `w.b` jsonb on PostgreSQL)."""
+    if dialect == "postgresql":
+        tgt = "(w.b->>'target')"
+        auth = ("COALESCE(jsonb_exists(CASE WHEN jsonb_typeof(w.b->'authorized_targets') = 'array' "
+                f"THEN w.b->'authorized_targets' END, {tgt}), false)")
+
+        def is_bool(path: str, val: str) -> str:
+            return f"(jsonb_typeof(w.b->'{path}') = 'boolean' AND w.b->>'{path}' = '{val}')"
+
+        def num(expr: str) -> str:
+            return f"CASE WHEN jsonb_typeof({expr}) = 'number' THEN abs(({expr})::text::float8) END"
+
+        amounts = [num(f"w.b->'{f}'") for f in fields] + [num(f"w.b->'attributes'->'{f}'") for f in fields]
+        fallback = "COALESCE(w.b->>'fallback', '') <> ''"
+        log10 = "log"
+        least = "LEAST"
+    else:
+        tgt = "json_extract(w.body, '$.target')"
+        auth = f"EXISTS (SELECT 1 FROM json_each(w.body, '$.authorized_targets') j WHERE j.value = {tgt})"
+
+        def is_bool(path: str, val: str) -> str:
+            return f"(json_type(w.body, '$.{path}') = '{val}')"
+
+        def num(expr: str) -> str:
+            return f"CASE WHEN json_type(w.body, '{expr}') IN ('integer', 'real') THEN abs(json_extract(w.body, '{expr}')) END"
+
+        amounts = [num(f"$.{f}") for f in fields] + [num(f"$.attributes.{f}") for f in fields]
+        fallback = "COALESCE(json_extract(w.body, '$.fallback'), '') <> ''"
+        log10 = "log10"
+        least = "min"
+    err = "COALESCE(w.status >= 500, false)"
+    wrong = f"({tgt} IS NOT NULL AND {tgt} <> '' AND (w.subject IS NULL OR {tgt} <> w.subject) AND NOT {auth})"
+    category = (
+        "CASE WHEN w.kind = 'action' THEN (CASE WHEN " + wrong + " THEN 'wrong_entity' ELSE 'action' END)"
+        " WHEN w.kind = 'tool_call' THEN (CASE WHEN " + is_bool("args_valid", "false") + " THEN 'tool_error' ELSE 'answer' END)"
+        " WHEN " + is_bool("grounded", "false") + " THEN 'ungrounded'"
+        " WHEN " + is_bool("refusal", "true") + " AND NOT " + err + " THEN 'refusal'"
+        " WHEN " + err + " THEN 'error' ELSE 'answer' END"
+    )
+    tier = "CASE c.category " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in TIERS.items()) + " ELSE 0 END"
+    return {"category": category, "amount": f"COALESCE({', '.join(amounts)})", "fallback": fallback,
+            "tier": tier, "log10": log10, "least": least}
+
+
 def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueue:
-    """(Re)materialise the incident's audit queue; review states already recorded are kept (by event)."""
+    """(Re)materialise the incident's audit queue: one INSERT … SELECT that selects the window's events through
+    the (workflow, time) index (bounded per workflow), classifies, weighs and ranks them in SQL; reviews already
+    recorded are kept (by event)."""
     inc = incidents.get_incident(s, incident_id, for_update=True)
     now = float(rt.clock.now())
     since, until = window(inc, rt, now)
     susp = suspect_versions(inc)
-    sets = _suspect_sets(s, susp)
+    sets = sorted(_suspect_sets(s, susp))
     own = list(inc.workflows or [])
     # other workflows a suspect change touched contribute only the events the suspect versions served
     extra = suspect_workflows(s, inc) if sets else []
     workflows = own + extra
     cap = max(1, int(rt.settings.review_audit_max_candidates))
-    fields = list(rt.settings.review_amount_fields)
+    dialect = s.get_bind().dialect.name
+    pg = dialect == "postgresql"
+    parts = _sql_parts(dialect, _amount_fields(rt))
+    set_list = ", ".join(str(int(x)) for x in sets) or "NULL"
+    params: dict[str, Any] = {"a": since, "b": until, "cb": until + 3600.0, "n": cap, "iid": incident_id}
+
+    selects: list[str] = []
+    scanned = 0
+    truncated = False
+    count_sql = text("SELECT count(*) FROM (SELECT 1 FROM events WHERE workflow = :w AND time >= :a AND time < :b "
+                     "LIMIT :n) x")
+    for i, wf in enumerate(workflows):
+        params[f"w{i}"] = wf
+        n = int(s.execute(count_sql, {"w": wf, "a": since, "b": until, "n": cap + 1}).scalar_one())
+        truncated = truncated or n > cap
+        scanned += min(n, cap)
+        only = "" if wf in own else f" AND version_set IN ({set_list})"
+        body = "body::jsonb AS b" if pg else "body"
+        selects.append(f"SELECT * FROM (SELECT id, time, workflow, kind, subject, trace_id, status, version_set, {body} "
+                       f"FROM events WHERE workflow = :w{i} AND time >= :a AND time < :b{only} "
+                       f"ORDER BY time, id LIMIT :n) e{i}")
+    complaint_wfs = ", ".join(f":w{i}" for i in range(len(workflows)))
 
     kept: dict[int, tuple[str, str | None, str, float | None, Any]] = {}
     for ev_id, state, reviewer, note, at, evidence in s.execute(
@@ -186,61 +234,47 @@ def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueu
                AuditItem.evidence).where(AuditItem.incident_id == incident_id, AuditItem.state != "pending")
     ):
         kept[int(ev_id)] = (state, reviewer, note, at, evidence)
-
-    scanned = 0
-    truncated = False
-    complained: set[str] = set()
-    rows: list[dict[str, Any]] = []
-    sql = text("SELECT id, time, kind, subject, trace_id, version_set, body FROM events "
-               "WHERE workflow = :w AND time >= :a AND time < :b ORDER BY time, id LIMIT :n")
-    loads = orjson.loads
-    for wf in workflows:
-        left = cap - scanned
-        if left <= 0:
-            truncated = True
-            break
-        res = s.execute(sql, {"w": wf, "a": since, "b": until, "n": left + 1})
-        for ev_id, t, kind, subject, trace_id, vset, body in res:
-            if scanned >= cap:
-                truncated = True
-                break
-            scanned += 1
-            if wf not in own and vset not in sets:
-                continue
-            if kind == "complaint":
-                if trace_id:
-                    complained.add(trace_id)
-                continue
-            ev = loads(body)
-            sc, cat, reasons, amount = score(ev, amount_fields=fields, suspect=vset in sets if vset else False,
-                                            complained=False)
-            rows.append({"incident_id": incident_id, "event_id": int(ev_id), "score": sc, "category": cat,
-                         "reasons": reasons, "time": float(t), "workflow": wf, "kind": kind, "subject": subject,
-                         "trace_id": trace_id, "amount": amount, "state": "pending", "reviewer": None, "note": "",
-                         "reviewed_at": None, "evidence": None})
-    if complained:
-        for r in rows:
-            if r["trace_id"] in complained:
-                r["score"] += 15.0
-                r["reasons"] = [*r["reasons"], "the user complained about this trace"]
-    rows.sort(key=lambda r: (-r["score"], r["time"], r["event_id"]))
-    for i, r in enumerate(rows, 1):
-        r["rank"] = i
-        k = kept.get(r["event_id"])
-        if k is not None:
-            r["state"], r["reviewer"], r["note"], r["reviewed_at"], r["evidence"] = k
-
     s.execute(delete(AuditItem).where(AuditItem.incident_id == incident_id))
-    if rows:
-        conn = s.connection()
-        for i in range(0, len(rows), 5000):
-            conn.execute(insert(AuditItem), rows[i:i + 5000])
+
+    items = 0
+    if workflows:
+        suspect = f"(c.version_set IN ({set_list}))" if sets else "false"
+        compl = (f"c.trace_id IN (SELECT trace_id FROM events WHERE workflow IN ({complaint_wfs}) "
+                 "AND kind = 'complaint' AND time >= :a AND time < :cb AND trace_id IS NOT NULL)")
+        score = (f"({parts['tier']}) * 100.0"
+                 f" + CASE WHEN c.amount > 0 THEN {parts['least']}(10.0 * {parts['log10']}(1.0 + c.amount), 60.0)"
+                 f" ELSE 0 END + CASE WHEN {suspect} THEN 20 ELSE 0 END + CASE WHEN c.complained THEN 15 ELSE 0 END"
+                 " - CASE WHEN c.fallback THEN 5 ELSE 0 END")
+        reasons = (f"'[' || CASE WHEN {suspect} THEN '\"{SUSPECT}\"' ELSE '' END"
+                   f" || CASE WHEN {suspect} AND c.complained THEN ',' ELSE '' END"
+                   f" || CASE WHEN c.complained THEN '\"{COMPLAINED}\"' ELSE '' END || ']'")
+        if pg:
+            reasons = f"({reasons})::json"
+        sql = (
+            "INSERT INTO audit_items (incident_id, rank, event_id, score, category, reasons, time, workflow, kind, "
+            "subject, trace_id, amount, state, reviewer, note, reviewed_at, evidence) "
+            "SELECT :iid, ROW_NUMBER() OVER (ORDER BY x.score DESC, x.time, x.id), x.id, x.score, x.category, "
+            "x.reasons, x.time, x.workflow, x.kind, x.subject, x.trace_id, x.amount, 'pending', NULL, '', NULL, NULL "
+            f"FROM (SELECT c.*, {score} AS score, {reasons} AS reasons FROM ("
+            f"SELECT w.id, w.time, w.workflow, w.kind, w.subject, w.trace_id, w.version_set, "
+            f"{parts['category']} AS category, {parts['amount']} AS amount, {parts['fallback']} AS fallback, "
+            f"{compl.replace('c.trace_id', 'w.trace_id')} AS complained "
+            f"FROM ({' UNION ALL '.join(selects)}) w WHERE w.kind <> 'complaint') c) x"
+        )
+        res = s.execute(text(sql), params)
+        items = int(getattr(res, "rowcount", 0) or 0)
+    for ev_id, (state, reviewer, note, at, evidence) in kept.items():
+        s.execute(update(AuditItem).where(AuditItem.incident_id == incident_id, AuditItem.event_id == ev_id)
+                  .values(state=state, reviewer=reviewer, note=note, reviewed_at=at, evidence=evidence))
+    if items <= 0 and workflows:
+        items = int(s.scalar(select(func.count()).select_from(AuditItem)
+                             .where(AuditItem.incident_id == incident_id)) or 0)
     q = s.get(AuditQueue, incident_id)
     if q is None:
         q = AuditQueue(incident_id=incident_id)
         s.add(q)
     q.since, q.until, q.workflows, q.suspect_versions = since, until, workflows, susp
-    q.items, q.scanned, q.truncated, q.built_at, q.built_by = len(rows), scanned, truncated, now, actor
+    q.items, q.scanned, q.truncated, q.built_at, q.built_by = items, scanned, truncated, now, actor
     s.flush()
     return q
 
@@ -267,12 +301,27 @@ def _event_bodies(s: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
     return out
 
 
+def reasons_for(item: AuditItem | Any, e: dict[str, Any] | None) -> list[str]:
+    """Why an item ranks where it does, in words: its category's reason, the amount, and the stored codes."""
+    out: list[str] = classify(e)[1] if e else [f"{item.category.replace('_', ' ')} (event no longer stored)"]
+    if item.amount:
+        out.append(f"amount {item.amount:g}")
+    codes = list(item.reasons or [])
+    if SUSPECT in codes:
+        out.append("served by a suspect version")
+    if COMPLAINED in codes:
+        out.append("the user complained about this trace")
+    if e and e.get("fallback"):
+        out.append(f"served by the fallback {e['fallback']}")
+    return out
+
+
 def item_dict(item: AuditItem | Any, ev: dict[str, Any] | None) -> dict[str, Any]:
     source = ev if ev is not None else (item.evidence or None)
     e = source or {}
     return {
         "id": item.id, "rank": item.rank, "score": round(float(item.score), 3), "category": item.category,
-        "reasons": list(item.reasons or []), "event_id": item.event_id, "time": item.time,
+        "reasons": reasons_for(item, source), "event_id": item.event_id, "time": item.time,
         "workflow": item.workflow, "kind": item.kind, "subject": item.subject, "trace_id": item.trace_id,
         "amount": item.amount, "state": item.state, "reviewer": item.reviewer, "note": item.note,
         "reviewed_at": item.reviewed_at,
