@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
                                                               "did not happen"),
         speed: float = typer.Option(None, "--speed", help="clock speed (default 20, or 60 with --fast)"),
         port: int = typer.Option(None, "--port", help="port of the embedded server (default: a free one)"),
-        record_svg: Path = typer.Option(None, "--record-svg", help="also save the terminal output as SVG"),
+        record_svg: Path = typer.Option(None, "--record-svg", help="save the end of the run (last lines and the summary tables) as SVG"),
         data_dir: Path = typer.Option(None, "--data-dir", help="where the run keeps its files (default: a new "
                                                                 "temporary directory)"),
     ) -> None:

@@ -27,7 +27,7 @@ def run_demo(*, scenario: str = "refund-prompt", fast: bool = False, exit_after:
              speed: float | None = None, port: int | None = None, console: Console | None = None,
              record_svg: Path | None = None, data_dir: Path | None = None) -> int:
     """Play one story; return 0 when every step happened (judged by its effects), 1 otherwise."""
-    console = console or Console(record=record_svg is not None)
+    console = console or Console()
     speed = speed or (FAST_SPEED if fast else DEFAULT_SPEED)
     story = Story(scenario=scenario, speed=speed, port=port, console=console, data_dir=data_dir)
     view = View(console, title=story.sc.title, total_s=75 * 60)
@@ -53,12 +53,14 @@ def run_demo(*, scenario: str = "refund-prompt", fast: bool = False, exit_after:
             except StoryError as exc:
                 story.check("the story ran to the end", False, str(exc))
             rows = story.judge() if story.incident_id is not None else []
-        view.summary(rows, [(c.name, c.ok, c.evidence) for c in story.checks])
+        checks = [(c.name, c.ok, c.evidence) for c in story.checks]
+        view.summary(rows, checks)
         ok = bool(story.checks) and all(c.ok for c in story.checks)
-        console.print("[bold green]Every step happened.[/bold green]" if ok else
-                       "[bold red]Some steps did not happen (see FAIL above).[/bold red]")
+        verdict = ("[bold green]Every step happened.[/bold green]" if ok else
+                   "[bold red]Some steps did not happen (see FAIL above).[/bold red]")
+        console.print(verdict)
         if record_svg is not None:
-            console.save_svg(str(record_svg), title="codeblue demo")
+            view.picture(str(record_svg), rows, checks, verdict)
         if not exit_after:
             console.print(f"\nThe server stays up: console [bold]{story.server.url}/console[/bold], status page "
                           f"[bold]{story.server.url}/status[/bold]. Press Ctrl-C to stop.")

@@ -33,6 +33,10 @@ WARMUP_S = 33 * 60
 DETECT_WITHIN_S = 20 * 60
 CONTAIN_WITHIN_S = 10 * 60
 RECOVER_WITHIN_S = 45 * 60
+#: The recovery's verify condition: a stage fails when more than this share of the admitted answers are wrong.
+#: Healthy is about 4 %, the bad version served about 30 %: a limit between them that a small sample of
+#: healthy answers does not cross by chance (20 answers at 4 %: P(> 15 %) < 1 %).
+RECOVERY_BELOW = 0.15
 
 PEOPLE: list[dict[str, Any]] = [
     {"handle": "fay", "name": "Fay Okafor", "roles": ["lead"], "what": "feature owner (refunds & finance answers)"},
@@ -392,6 +396,8 @@ class Story:
 
     def _show_entry(self, e: dict[str, Any]) -> None:
         kind = str(e["kind"])
+        if kind == "runbook.step.done" and ": verified" in str(e.get("text")):
+            self._done.add("verified")
         if kind.startswith("audit"):
             return  # one line per reviewed answer is too much; the audit check sums them up
         text = " ".join(str(e.get("text") or "").split())
@@ -454,6 +460,7 @@ class Story:
         self._follow_timeline()
         inc = self.fig.incident
         self.fig.opened_t = float(inc["opened_at"])
+        self.say(f"watch it live: {self.server.url}/console/incidents/{inc['id']}", "check")
         top = (inc.get("suspects") or [{}])[0]
         self.check("incident opened with triage", bool(inc.get("failure_type")) and bool(inc.get("harm"))
                    and inc.get("source") == "detector",
@@ -547,14 +554,16 @@ class Story:
         plan: dict[str, Any] | None = None
         try:
             plan = ian.call("POST", f"/v1/incidents/{inc_id}/recover",
-                            json={"ramp": [1, 10, 50, 100], "hold_s": 120, "min_events": 15})
+                            json={"ramp": [1, 10, 50, 100], "hold_s": 120, "min_events": 20,
+                                  "conditions": [{"indicator": self._indicator(), "below": RECOVERY_BELOW}]})
         except StoryError as exc:
             if "no containment" not in str(exc):
                 raise
             self.say("nothing to ramp: the rollback alone contained it (no action path was switched off)", "dim")
         self.fig.recovery_started_t = self.now
         if plan is not None:
-            self.say("ian asks for a verified recovery: 1 % → 10 % → 50 % → 100 %", "people")
+            self.say(f"ian asks for a verified recovery: 1 % → 10 % → 50 % → 100 %, each stage held 2 min over "
+                     f"≥ 20 answers with {self._indicator()} below {RECOVERY_BELOW:.0%}", "people")
             if plan.get("state") == "awaiting_approval":
                 ria.call("POST", f"/v1/incidents/{inc_id}/recover/approve")
                 self.say("ria (risk owner) approves re-enabling the refund action path", "people")
@@ -565,12 +574,21 @@ class Story:
             self.check("recovery ramped with verification", ok and pct[:4] == [1, 10, 50, 100],
                        f"stages {', '.join(f'{p:g}%' for p in pct)}; incident {self.fig.incident.get('status')}")
         else:
-            self.wait_until("calm after the rollback", lambda: self.now - (self.fig.contained_t or 0) >= 8 * 60,
-                            within_s=10 * 60, phase="monitoring")
+            # reopen only after verification: the runbook's own verify step must have held
+            ok = self.wait_until("the runbook's verification", self._verified, within_s=20 * 60, phase="verifying")
+            self.check("the rollback verified by the runbook", ok,
+                       "verify step held over enough answers" if ok else "the verify step did not pass")
             fay.call("POST", f"/v1/incidents/{inc_id}/status",
                      json={"to": "monitoring", "note": "the rollback holds: answers verified healthy"})
             self.say("fay moves the incident to monitoring: the rollback holds", "people")
         self.fig.monitoring_t = self.now
+
+    def _indicator(self) -> str:
+        ind = (self.fig.incident.get("data") or {}).get("indicator") if self.fig.incident else None
+        return str(ind or "grounding_failure_rate")
+
+    def _verified(self) -> bool:
+        return "verified" in self._done
 
     def _entries(self) -> list[dict[str, Any]]:
         assert self.incident_id is not None
@@ -671,7 +689,8 @@ class Story:
             return None
         first = min(float(e["time"]) for e in entries)
         wall = self.clock.wall_at(first)
-        seen = [w for w, _t, _rev in self.app.ledger.changes if w >= wall - 0.5]
+        # the Guard can only see the change after it was written; allow the clock mapping's few ms of error
+        seen = [w for w, _t, _rev in self.app.ledger.changes if w >= wall - 0.02]
         if not seen:
             return None
         return max(0.0, (min(seen) - wall) * 1000.0)

@@ -3,6 +3,7 @@ healthy), and a summary table of the figures at the end."""
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,7 @@ class View:
                                  TextColumn("{task.fields[elapsed]}"), TextColumn("[dim]{task.fields[phase]}"),
                                  console=console, auto_refresh=False)
         self.task = self.progress.add_task("stream", total=total_s, clock="--:--:--", elapsed="", phase="")
+        self.tail: deque[tuple[str, str]] = deque(maxlen=14)  # the last lines, for the end-of-run picture
         self.live = Live(self._render(), console=console, auto_refresh=False, transient=True,
                          redirect_stdout=False, redirect_stderr=False)
 
@@ -80,9 +82,27 @@ class View:
     def line(self, t: float | None, text: str, style: str = "system") -> None:
         stamp = f"[dim]{stream_clock(t)}[/dim] " if t is not None else " " * 9
         self.console.print(f"{stamp}{text}", style=STYLES.get(style, style), highlight=False)
+        self.tail.append((f"{stamp}{text}", STYLES.get(style, style)))
 
     def step(self, n: int, text: str) -> None:
         self.console.print(Text(f"\n── {n}. {text}", style="bold blue"))
+
+    def picture(self, path: str, rows: list[tuple[str, str, str, bool]], checks: list[tuple[str, bool, str]],
+                verdict: str) -> None:
+        """Save the end of the run (the last timeline lines, both tables, the verdict) as SVG."""
+        import io
+
+        rec = Console(record=True, file=io.StringIO(), width=min(self.console.width, 120), force_terminal=True,
+                      color_system="truecolor")
+        mine, self.console = self.console, rec
+        try:
+            for text, style in self.tail:
+                rec.print(text, style=style, highlight=False)
+            self.summary(rows, checks)
+            rec.print(verdict)
+        finally:
+            self.console = mine
+        rec.save_svg(path, title=f"codeblue demo — {self.title}")
 
     def summary(self, rows: list[tuple[str, str, str, bool]], checks: list[tuple[str, bool, str]]) -> None:
         t = Table(title="The run, measured", title_style="bold", show_lines=False)
