@@ -463,6 +463,9 @@ async def set_control(request: Request, rt: RT, incident_id: int, who: ActRespon
         if fallback not in FALLBACKS:
             raise Invalid(f"fallback must be one of {', '.join(FALLBACKS)}", field="fallback")
         params["fallback"] = fallback
+        target = _text(form, "target", max_len=2000)
+        if target:
+            params["target"] = target
     if type_ == "traffic":
         raw = _text(form, "admit", required=True, label="the admitted percentage")
         try:
