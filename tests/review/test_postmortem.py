@@ -165,6 +165,46 @@ def test_cli_postmortem_writes_markdown_and_metrics_json(sqlite_server: LiveServ
     r = subprocess.run([sys.executable, "-m", "codeblue.cli.main", "audit", "list", str(iid)],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_cli_audit_review_and_export(sqlite_server: LiveServer, tmp_path: Path) -> None:
+    import orjson
+
+    from tests.review.helpers import post_events
+
+    now = sqlite_server.rt.clock.now()
+    with sqlite_server.client("ingest") as ing:
+        post_events(ing, [
+            {"time": now - 20, "workflow": "cli-audit", "kind": "response", "trace_id": "t-ref", "subject": "u1",
+             "status": 200, "refusal": True, "input": "=HYPERLINK(\"x\")", "output": "no"},
+            {"time": now - 10, "workflow": "cli-audit", "kind": "action", "trace_id": "t-wrong", "subject": "u2",
+             "action": "issue_refund", "target": "u9", "authorized_targets": ["u2"]},
+        ])
+    with sqlite_server.client("responder", handle="ana") as ana:
+        iid = open_incident(ana, title="cli audit", workflows=["cli-audit"], harm={"started_at": now - 60})["id"]
+    env = {**os.environ, "CODEBLUE_URL": sqlite_server.url,
+           "CODEBLUE_TOKEN": sqlite_server.token("responder", handle="ana")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "codeblue.cli.main", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    r = cli("audit", "list", str(iid), "--json")
+    assert r.returncode == 0, r.stderr
+    items = orjson.loads(r.stdout)["items"]
+    assert [it["trace_id"] for it in items] == ["t-wrong", "t-ref"]
+    r = cli("audit", "review", str(iid), str(items[0]["id"]), "--state", "harmful", "--note", "wrong account")
+    assert r.returncode == 0 and "harmful" in r.stdout, r.stderr
+    r = cli("audit", "review", str(iid), str(items[0]["id"]), "--state", "nope")
+    assert r.returncode == 1 and "state" in r.stderr
+    out = tmp_path / "audit.csv"
+    r = cli("audit", "export", str(iid), "--format", "csv", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    text_ = out.read_text()
+    assert "t-wrong" in text_ and "harmful" in text_ and "wrong account" in text_
+    assert "'=HYPERLINK" in text_  # a formula cell is neutralised
+    r = cli("audit", "progress", str(iid), "--json")
+    assert orjson.loads(r.stdout)["states"]["harmful"] == 1
     r = subprocess.run([sys.executable, "-m", "codeblue.cli.main", "postmortem", "999999"],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "no incident 999999" in r.stderr
