@@ -28,7 +28,7 @@ def page_csrf(html: str) -> str:
 
 def rollout(api: httpx.Client, now: float) -> None:
     for v in ("v41", "v42"):
-        r = api.post(f"/v1/configs/prompt/refund-assistant/versions",
+        r = api.post("/v1/configs/prompt/refund-assistant/versions",
                      json={"version": v, "content": f"refund assistant {v}", "workflows": [WF]})
         assert r.status_code in (200, 201), r.text
     r = api.post("/v1/configs/prompt/refund-assistant/activate", json={"version": "v41"})

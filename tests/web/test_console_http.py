@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+
 import httpx
 import pytest
 
@@ -196,7 +197,7 @@ def _read_sse(c: httpx.Client, url: str, out: list[str], ready: threading.Event,
             out.append(line)
             if line.startswith("event: hello"):
                 ready.set()
-            if stop.is_set() or any("event: changed" in x for x in out) and line == "":
+            if stop.is_set() or (any("event: changed" in x for x in out) and line == ""):
                 return
 
 
