@@ -185,3 +185,28 @@ def test_suspect_versions_pull_in_their_other_workflows(sqlite_server: LiveServe
     assert traces == ["a-v2", "b-v2"]  # desk-b only where the suspect version served it
     assert all("served by a suspect version" in it["reasons"] for it in page["items"])
     assert page["queue"]["workflows"] == ["desk-a", "desk-b"]
+
+
+def test_runbook_audit_step_materialises_the_queue(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    srv = LiveServer(make_settings(f"sqlite:///{tmp_path}/rb.db", tmp_path, workers=False), clock=clock).start()
+    try:
+        with srv.client("ingest") as ing:
+            post_events(ing, [{"time": T0 - 30, "workflow": "rb-desk", "kind": "response", "trace_id": "x",
+                               "subject": "u", "status": 200, "grounded": False}])
+        with srv.client("lead", handle="lee") as c:
+            iid = open_incident(c, title="rb", workflows=["rb-desk"], failure_type="answer_quality",
+                                harm={"started_at": T0 - 60})["id"]
+            assert c.get(f"/v1/incidents/{iid}/audit/progress").json()["materialised"] is False
+            r = c.post(f"/v1/incidents/{iid}/runbook/accept", json={})
+            assert r.status_code in (200, 201), r.text
+            for _ in range(5):
+                clock.advance(5)
+                for job in srv.rt.jobs:
+                    if job.name.startswith("runbook"):
+                        job.fn(srv.rt)
+            prog = c.get(f"/v1/incidents/{iid}/audit/progress").json()
+        assert prog["materialised"] is True, prog
+        assert prog["queue"]["built_by"] == "system:review" and prog["total"] == 1
+    finally:
+        srv.stop()
