@@ -144,9 +144,17 @@ def run_backend(name: str, db_url: str, data_dir: Path, args: argparse.Namespace
         idle0 = cpu_seconds(pid)
         time.sleep(2)
         idle_share = (cpu_seconds(pid) - idle0) / 2  # background jobs' CPU share with no requests
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+                                    "--format", "raw", "--output", f"{args.profile}-{name}.txt", "--duration",
+                                    str(int(args.seconds + args.warmup)), "--nonblocking", "--gil"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = cpu_seconds(pid)
         lat, errors, acked, secs = asyncio.run(
             load(url, token, clients=args.clients, incidents=ids, seconds=args.seconds, warmup=args.warmup))
+        if spy is not None:
+            spy.wait()
         total = sum(acked.values())
         cpu_per_append_ms = (cpu_seconds(pid) - cpu0 - idle_share * (secs + args.warmup)) / max(total, 1) * 1000
         lat.sort()
@@ -177,6 +185,8 @@ def main() -> None:
     ap.add_argument("--incidents", type=int, default=8, help="appends are spread over this many incidents")
     ap.add_argument("--no-workers", action="store_true",
                     help="start the server with CODEBLUE_WORKERS=false (no background jobs of any domain)")
+    ap.add_argument("--profile", metavar="PREFIX",
+                    help="record the server with py-spy (raw collapsed stacks) into PREFIX-<backend>.txt")
     ap.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     ap.add_argument("--pg", default=os.environ.get("CODEBLUE_TEST_POSTGRES_URL",
                                                    "postgresql+psycopg://postgres@127.0.0.1:5432/test"))

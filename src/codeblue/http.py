@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio.to_thread
 import orjson
@@ -260,6 +260,29 @@ Lead = Annotated[Principal, Depends(requires("lead"))]
 Admin = Annotated[Principal, Depends(requires("admin"))]
 Ingest = Annotated[Principal, Depends(requires("ingest"))]
 RiskOwner = Annotated[Principal, Depends(requires("risk_owner"))]
+
+
+T = TypeVar("T")
+
+
+def _write_in_thread(rt: Runtime, fn: Callable[[Session], T]) -> T:
+    with rt.db.write() as s:
+        return fn(s)
+
+
+async def run_write(rt: Runtime, fn: Callable[[Session], T]) -> T:
+    """Run `fn(session)` in one write transaction, from an async route.
+
+    On SQLite, when no other writer holds the database, the (short, CPU-only: WAL with synchronous=NORMAL does
+    not fsync on commit) transaction runs right here on the event loop: no thread hop, no worker threads
+    queueing on the write gate. Otherwise — a writer of this process or another holds the database, or the
+    database is PostgreSQL (network round trips) — it runs in a worker thread. Keep `fn` short and free of
+    network I/O: on SQLite it may block the event loop while it runs.
+    """
+    done, result = rt.db.write_if_free(fn)
+    if done:
+        return cast(T, result)
+    return await anyio.to_thread.run_sync(_write_in_thread, rt, fn)
 
 
 def write_session(rt: Runtime) -> Iterator[Session]:

@@ -293,11 +293,36 @@ def _append_core(s: Session, rt: Runtime, *, incident_id: int, kind: str, text: 
     if held is not None:
         s.expire(held, _CHAIN_COLS)  # the object in the session must not keep the old head
     if hooks_subscribed("timeline.appended"):
-        # one query for the incident and its roles: subscribers usually want inc.as_dict()
-        inc = held if held is not None else s.get(Incident, incident_id, options=[joinedload(Incident.role_rows)])
-        assert inc is not None
+        # Subscribers mostly look at the entry only: the incident is loaded when one first reads it.
+        inc: Any = held if held is not None else LazyIncident(s, incident_id)
         hooks.emit("timeline.appended", s=s, rt=rt, incident=inc, entry=entry)
     return entry
+
+
+class LazyIncident:
+    """Stands for an `Incident` in `timeline.appended` from the hot path: `id` is known; reading anything else
+    loads the incident (with its roles, one query) from the session of the append and forwards to it."""
+
+    __slots__ = ("_loaded", "_session", "id")
+
+    def __init__(self, s: Session, incident_id: int) -> None:
+        self.id = incident_id
+        self._session = s
+        self._loaded: Incident | None = None
+
+    def load(self) -> Incident:
+        if self._loaded is None:
+            inc = self._session.get(Incident, self.id, options=[joinedload(Incident.role_rows)])
+            if inc is None:
+                raise NotFound(f"no incident {self.id}", field="incident_id")
+            self._loaded = inc
+        return self._loaded
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.load(), name)
+
+    def __repr__(self) -> str:
+        return f"<LazyIncident {self.id}>"
 
 
 def hooks_subscribed(topic: str) -> bool:

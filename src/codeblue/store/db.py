@@ -8,11 +8,12 @@ needs a serial order (timeline chains, config activations).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -30,6 +31,10 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, list[str]: JSON}
 
 
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 30000
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _rec: Any) -> None:
@@ -37,14 +42,23 @@ def _sqlite_setup(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        mode = options.get("sqlite_begin", "DEFERRED")
+        if not options.get("sqlite_nowait"):
+            conn.exec_driver_sql(f"BEGIN {mode}")
+            return
+        # Fail at once (SQLITE_BUSY) instead of waiting when another process holds the write lock.
+        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        try:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 class Database:
@@ -65,10 +79,12 @@ class Database:
         if self.is_sqlite:
             _sqlite_setup(self.engine)
             write_bind: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            nowait_bind: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE", sqlite_nowait=True)
         else:
-            write_bind = self.engine
+            write_bind = nowait_bind = self.engine
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write = sessionmaker(bind=write_bind, expire_on_commit=False)
+        self._write_nowait = sessionmaker(bind=nowait_bind, expire_on_commit=False)
         # SQLite has one writer at a time; queueing writers of this process on a lock hands the database over
         # the moment it is free, where SQLite's busy handler would sleep and poll (and explode tail latency).
         # Re-entrant, so a write opened inside another write in the same thread behaves as before.
@@ -102,6 +118,32 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def write_if_free(self, fn: Callable[[Session], T]) -> tuple[bool, T | None]:
+        """Run `fn(session)` in one write transaction now if that needs no waiting, else return (False, None).
+
+        SQLite only (PostgreSQL always answers False): when no writer of this process holds the gate and no
+        other process holds the database's write lock, the transaction runs at once in the calling thread —
+        an event loop can then do a short write without a thread hop. Nothing has run when this returns False;
+        an exception from `fn` rolls the transaction back and propagates, as with `write()`.
+        """
+        if self._gate is None or not self._gate.acquire(blocking=False):
+            return False, None
+        try:
+            with self._write_nowait() as session:
+                try:
+                    session.connection()  # BEGIN IMMEDIATE, failing at once if another process writes
+                except OperationalError:
+                    return False, None
+                try:
+                    result = fn(session)
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+                return True, result
+        finally:
+            self._gate.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
