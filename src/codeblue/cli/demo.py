@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         speed: float = typer.Option(None, "--speed", help="clock speed (default 20, or 60 with --fast)"),
         port: int = typer.Option(None, "--port", help="port of the embedded server (default: a free one)"),
         record_svg: Path = typer.Option(None, "--record-svg", help="save the end of the run (last lines and the summary tables) as SVG"),
+        report: Path = typer.Option(None, "--report", help="write the checks and figures of the run as JSON"),
         data_dir: Path = typer.Option(None, "--data-dir", help="where the run keeps its files (default: a new "
                                                                 "temporary directory)"),
     ) -> None:
@@ -30,4 +31,4 @@ def register(app: typer.Typer) -> None:
         if speed is not None and not 1 <= speed <= 1000:
             raise typer.BadParameter("the clock speed must be between 1 and 1000", param_hint="--speed")
         raise typer.Exit(run_demo(scenario=scenario, fast=fast, exit_after=exit_after, speed=speed, port=port,
-                                  record_svg=record_svg, data_dir=data_dir))
+                                  record_svg=record_svg, data_dir=data_dir, report=report))

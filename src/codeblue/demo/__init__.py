@@ -10,6 +10,7 @@ import contextlib
 import time
 from pathlib import Path
 
+import orjson
 from rich.console import Console
 
 from codeblue.demo.scenarios import SCENARIOS
@@ -25,7 +26,7 @@ DEFAULT_SPEED = 20.0
 
 def run_demo(*, scenario: str = "refund-prompt", fast: bool = False, exit_after: bool = False,
              speed: float | None = None, port: int | None = None, console: Console | None = None,
-             record_svg: Path | None = None, data_dir: Path | None = None) -> int:
+             record_svg: Path | None = None, data_dir: Path | None = None, report: Path | None = None) -> int:
     """Play one story; return 0 when every step happened (judged by its effects), 1 otherwise."""
     console = console or Console()
     speed = speed or (FAST_SPEED if fast else DEFAULT_SPEED)
@@ -33,6 +34,7 @@ def run_demo(*, scenario: str = "refund-prompt", fast: bool = False, exit_after:
     view = View(console, title=story.sc.title, total_s=75 * 60)
     story.view = view
     ok = False
+    started = time.time()
     try:
         console.print(f"[dim]starting codeblue serve (SQLite, clock ×{speed:g}) in {story.dir} …[/dim]")
         story.setup()
@@ -61,6 +63,13 @@ def run_demo(*, scenario: str = "refund-prompt", fast: bool = False, exit_after:
         console.print(verdict)
         if record_svg is not None:
             view.picture(str(record_svg), rows, checks, verdict)
+        if report is not None:
+            report.write_bytes(orjson.dumps({
+                "scenario": scenario, "speed": speed, "ok": ok, "wall_s": time.time() - started,
+                "stream_s": story.now - view.t0, "figures": story.figures,
+                "checks": [{"name": n, "ok": o, "evidence": e} for n, o, e in checks],
+                "postmortem": str(story.fig.postmortem_path) if story.fig.postmortem_path else None,
+            }, option=orjson.OPT_INDENT_2))
         if not exit_after:
             console.print(f"\nThe server stays up: console [bold]{story.server.url}/console[/bold], status page "
                           f"[bold]{story.server.url}/status[/bold]. Press Ctrl-C to stop.")

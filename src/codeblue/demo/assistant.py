@@ -137,6 +137,7 @@ class SupportAssistant:
         self.lag = 0.0  # stream seconds the traffic is behind the server's clock
         self.armed = False  # set once the bad version is rolled out: containment is looked for from then on
         self.contained_at: tuple[float, float] | None = None  # (wall, stream) the Guard first showed it
+        self.contained_revision = 0  # the snapshot revision it showed it in
 
     # ----- lifecycle --------------------------------------------------------------------------------------
 
@@ -158,6 +159,7 @@ class SupportAssistant:
             self.ledger.changes.append((wall, t, revision))
         if self.armed and self.contained_at is None and self.contained():
             self.contained_at = (wall, t)
+            self.contained_revision = revision
 
     def contained(self) -> bool:
         """What containment means to this application: its own `decide` sends refunds to the human queue,

@@ -125,6 +125,7 @@ class Story:
         self.dir = data_dir or Path(tempfile.mkdtemp(prefix="codeblue-demo-"))
         self.inbox = Inbox()
         self.checks: list[Check] = []
+        self.figures: dict[str, Any] = {}
         self.fig = Figures()
         self.people: dict[str, Person] = {}
         self.server: EmbeddedServer | None = None
@@ -290,7 +291,7 @@ class Story:
             return
         who = ", ".join(d.to) if d.to else d.via
         style = "people" if d.kind == "page" else "comms"
-        self.view.line(self.now, f"📨 {d.kind} delivered ({d.via} → {who}): {d.subject.strip()[:100]}", style)
+        self.view.line(self.now, f"✉ {d.kind} delivered ({d.via} → {who}): {d.subject.strip()[:100]}", style)
 
     def _react(self) -> None:
         """One round of the people's reactions and of following the incident's timeline."""
@@ -643,7 +644,8 @@ class Story:
         # the assistant's own decide after containment
         if sc.action and fig.contained_wall is not None:
             until = self._recovery_wall()
-            after = [r for r in led.refunds if fig.contained_wall <= r.wall < until]
+            rev = self.app.contained_revision
+            after = [r for r in led.refunds if r.revision >= rev and r.wall < until]
             blocked = [r for r in after if not r.allowed and r.fallback == "human_queue"]
             self.check("the assistant's own decide blocked refunds after containment",
                        bool(after) and len(blocked) == len(after),
@@ -653,6 +655,7 @@ class Story:
         prop = self._propagation_ms()
         if prop is not None:
             rows.append(("server change → the assistant's Guard", f"{prop:.0f} ms", "SSE push", True))
+            self.figures["propagation_ms"] = prop
         # the bad rate fell
         if fig.rollout_t and fig.contained_t:
             during, n1 = led.bad_rate(sc.workflow, fig.rollout_t, fig.contained_t)
@@ -663,9 +666,12 @@ class Story:
             self.check("the bad rate on the assistant's traffic fell after the rollback", ok,
                        f"before {self._pct(before)} (n={n0}) → during {self._pct(during)} (n={n1}) → after "
                        f"{self._pct(after_rate)} (n={n2}, model answers)")
+            self.figures.update(bad_rate_before=before, bad_rate_during=during, bad_rate_after=after_rate)
             rows.append((f"wrong answers, {sc.workflow}: before / during / after",
                          f"{self._pct(before)} / {self._pct(during)} / {self._pct(after_rate)}", "", ok))
         self._judge_postmortem(rows)
+        self.figures.update(requests=self.app.requests, skipped=self.app.skipped,
+                            refunds_issued_on_wrong_guidance=led.wrong_refunds_issued)
         rows.append(("simulated requests", f"{self.app.requests} served"
                      + (f", {self.app.skipped} skipped to keep up with the clock" if self.app.skipped else ""),
                      "", True))
@@ -712,6 +718,7 @@ class Story:
         pm_detect = float(c.get("time_to_detect_s") or 0.0)
         ok_detect = abs(app_detect - pm_detect) <= 90
         rows.append(("detection delay (onset → incident)", _dur(app_detect), _dur(pm_detect), ok_detect))
+        self.figures.update(detection_delay_s=app_detect, postmortem_detection_delay_s=pm_detect)
         # time to contain: incident → the application actually obeying
         ok_contain = True
         if fig.contained_t is not None and c.get("time_to_contain_s") is not None:
@@ -719,14 +726,16 @@ class Story:
             pm_contain = float(c["time_to_contain_s"])
             ok_contain = abs(app_contain - pm_contain) <= max(30.0, 0.25 * pm_contain)
             rows.append(("time to contain (incident → contained)", _dur(app_contain), _dur(pm_contain), ok_contain))
+            self.figures.update(time_to_contain_s=app_contain, postmortem_time_to_contain_s=pm_contain)
         # harm before containment, counted over the post-mortem's own window from the app's books
-        onset, cont = float(c.get("onset") or fig.rollout_t), c.get("detected")
+        onset = float(c.get("onset") or fig.rollout_t)
         contained_at = (self.fig.incident.get("milestones") or {}).get("contained")
         pm_harm = int(c.get("harm_before_containment") or 0)
         ok_harm = True
         if contained_at:
             app_harm, subjects = led.harm(sc.workflow, onset, float(contained_at))
             ok_harm = abs(app_harm - pm_harm) <= max(3, 0.05 * app_harm)
+            self.figures.update(harm_before_containment=app_harm, postmortem_harm_before_containment=pm_harm)
             rows.append(("harm before containment (wrong answers + complaints)", f"{app_harm} ({subjects} customers)",
                          f"{pm_harm} ({c.get('subjects_before_containment')} customers)", ok_harm))
         if sc.action:
@@ -737,7 +746,7 @@ class Story:
         self.check("post-mortem draft written with the run's figures",
                    bool(md) and ok_detect and ok_contain and ok_harm and missed,
                    f"{fig.postmortem_path} (detection {_dur(pm_detect)}, harm {pm_harm}, missed signals "
-                   f"{'section present' if missed else 'missing'}; onset {onset:.0f}, detected {cont})")
+                   f"{'section present' if missed else 'missing'})")
 
 
 def _dur(s: float) -> str:
