@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import yaml
 from rich.console import Console
 
@@ -620,9 +619,9 @@ class Story:
                        "contacted.", "status_url": f"{self.server.url}/status"})
         self._follow_timeline()
         pm = fay.call("GET", f"/v1/incidents/{inc_id}/postmortem", params={"generate": "true"})
-        md = fay.call("GET", f"/v1/incidents/{inc_id}/postmortem", params={"generate": "true", "format": "md"})
-        if isinstance(md, dict):
-            md = md.get("markdown") or orjson.dumps(md).decode()
+        md = pm.get("markdown") if isinstance(pm, dict) else None
+        if not md:
+            md = fay.call("GET", f"/v1/incidents/{inc_id}/postmortem", params={"generate": "true", "format": "md"})
         path = self.dir / f"postmortem-incident-{inc_id}.md"
         path.write_text(str(md))
         self.fig.postmortem = (pm.get("facts") or {}) if isinstance(pm, dict) else {}
