@@ -11,8 +11,11 @@ index, (workflow, time), in place), so generation time is reported too. Events a
 calls, complaints; a suspect prompt version serves the incident's workflow from its onset.
 
 What is timed (in-process, the same service calls the API makes):
-- cold: the first open of the audit — select the window's events through the index, score and rank them,
-  write the `audit_items` queue, return page 1 (50 items joined with their events);
+- first open: the audit of an incident opened for the first time — select the window's events through the
+  index, classify, weigh and rank them in one INSERT … SELECT, write the `audit_items` queue, return page 1
+  (50 items joined with their events); wall and CPU time (this process plus, on PostgreSQL, the server
+  backend's CPU read from /proc — on a shared, loaded machine wall time mostly measures the run queue).
+  Once right after generation, then for 5 more incidents over the same window (window pages cached);
 - warm: page 1 again, and a page deep in the queue (cursor), each the median of 20 runs.
 No peer exists for this figure; for scale the script also times `SELECT count(*)` of the window (the
 cheapest possible look at the same rows).
@@ -126,8 +129,11 @@ def generate(rt: Any, n: int, onset: float) -> float:
                     if done % 1_000_000 == 0:
                         print(f"  … {done:,} rows ({time.perf_counter() - t0:.0f} s)", flush=True)
             raw.commit()
-            cur.execute("ANALYZE events")
-            raw.commit()
+            # a long-lived table has been vacuumed (hint bits, visibility map); a fresh COPY has not
+            driver = raw.driver_connection
+            driver.autocommit = True  # type: ignore[union-attr]
+            driver.execute("VACUUM ANALYZE events")  # type: ignore[union-attr]
+            driver.autocommit = False  # type: ignore[union-attr]
         finally:
             raw.close()
     else:
@@ -144,6 +150,17 @@ def generate(rt: Any, n: int, onset: float) -> float:
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
     return time.perf_counter() - t0
+
+
+def backend_cpu(pid: int | None) -> float:
+    """CPU ms used so far by a (local) PostgreSQL backend process, from /proc; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
 def median_ms(fn: Any, runs: int = 20) -> float:
@@ -178,13 +195,37 @@ def run(url: str, n: int, window_h: float, data_dir: Path) -> dict[str, Any]:
             "SELECT count(*) FROM events WHERE workflow = :w AND time >= :a AND time < :b"),
             {"w": INCIDENT_WF, "a": onset, "b": onset + window_h * 3600}).scalar(), runs=5)
 
-    t = time.perf_counter()
-    with rt.db.write() as s:  # what GET …/audit does on first open: select, rank and write the queue in SQL
-        q = audit.build(s, rt, incident_id=iid, actor="bench")
-        items, scanned = q.items, q.scanned
-    with rt.db.read() as s:
-        first = audit.page(s, incident_id=iid, limit=50)
-    cold_ms = (time.perf_counter() - t) * 1000
+    def first_open(incident_id: int) -> tuple[float, float, int, int, dict[str, Any]]:
+        """Wall and CPU ms (this process + the PostgreSQL backend) of the first open: build the queue in SQL,
+        then read page 1."""
+        t = time.perf_counter()
+        c0 = time.process_time()
+        with rt.db.write() as s:  # what GET …/audit does on first open: select, rank and write the queue in SQL
+            pid = s.execute(text("SELECT pg_backend_pid()")).scalar() if backend == "postgresql" else None
+            b0 = backend_cpu(pid)
+            q = audit.build(s, rt, incident_id=incident_id, actor="bench")
+            items, scanned = q.items, q.scanned
+            b1 = backend_cpu(pid)
+        with rt.db.read() as s:
+            first = audit.page(s, incident_id=incident_id, limit=50)
+        wall = (time.perf_counter() - t) * 1000
+        cpu = (time.process_time() - c0) * 1000 + (b1 - b0)
+        return wall, cpu, items, scanned, first
+
+    cold_ms, cold_cpu_ms, items, scanned, first = first_open(iid)
+    # more incidents over the same window: first opens with the window's pages in cache
+    more = []
+    for _ in range(5):
+        with rt.db.write() as s:
+            inc2 = incidents.open_incident(s, rt, title="same window", workflows=[INCIDENT_WF],
+                                           failure_type="account_action", actor="bench",
+                                           harm={"started_at": onset, "requests": 0, "subjects": 0},
+                                           suspects=[{"kind": "prompt", "name": "assistant", "version": "v42"}])
+            incidents.set_status(s, rt, incident_id=inc2.id, to="contained", actor="bench")
+            other = inc2.id
+        more.append(first_open(other)[:2])
+    again_ms = statistics.median(m[0] for m in more)
+    again_cpu_ms = statistics.median(m[1] for m in more)
 
     def warm() -> None:
         with rt.db.read() as s:
@@ -199,12 +240,16 @@ def run(url: str, n: int, window_h: float, data_dir: Path) -> dict[str, Any]:
     top = first["items"][0]
     rt.db.dispose()
     res = {"backend": backend, "events": n, "generate_s": round(gen_s, 1), "window_events": scanned,
-           "queue_items": items, "cold_first_page_ms": round(cold_ms, 1), "warm_first_page_ms": round(warm_ms, 2),
+           "queue_items": items, "cold_first_page_ms": round(cold_ms, 1), "cold_first_page_cpu_ms": round(cold_cpu_ms, 1),
+           "first_open_cached_ms": round(again_ms, 1), "first_open_cached_cpu_ms": round(again_cpu_ms, 1),
+           "load_avg": os.getloadavg()[0], "warm_first_page_ms": round(warm_ms, 2),
            "deep_page_ms": round(deep_ms, 2), "window_count_ms": round(window_count_ms, 1),
            "top_item": {"category": top["category"], "amount": top["amount"]}}
     print(orjson.dumps(res).decode(), flush=True)
-    print(f"[{backend}] first page cold (materialise + rank {scanned:,} window events of {n:,}): {cold_ms:.0f} ms "
-          f"(goal ≤ 200 ms); warm {warm_ms:.1f} ms; deep page {deep_ms:.1f} ms; "
+    print(f"[{backend}] first open (materialise + rank {scanned:,} window events of {n:,}, then page 1): "
+          f"{cold_ms:.0f} ms wall / {cold_cpu_ms:.0f} ms CPU; again with the window cached (median of 5 incidents): "
+          f"{again_ms:.0f} ms wall / {again_cpu_ms:.0f} ms CPU (goal ≤ 200 ms; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores); page 1 once materialised {warm_ms:.1f} ms; deep page {deep_ms:.1f} ms; "
           f"bare count(*) of the window {window_count_ms:.1f} ms", flush=True)
     return res
 

@@ -147,34 +147,49 @@ def _amount_fields(rt: Runtime) -> list[str]:
 
 def _sql_parts(dialect: str, fields: list[str]) -> dict[str, str]:
     """Dialect SQL for the classification and weights (mirrors `classify`/`score`), over a row `w` with the
-    event columns and its JSON body (`w.body` text on SQLite, `w.b` jsonb on PostgreSQL)."""
+    event columns and its JSON body as text (`w.body`)."""
     if dialect == "postgresql":
-        tgt = "(w.b->>'target')"
-        auth = ("COALESCE(jsonb_exists(CASE WHEN jsonb_typeof(w.b->'authorized_targets') = 'array' "
-                f"THEN w.b->'authorized_targets' END, {tgt}), false)")
+        # The body is text; it is parsed (::jsonb) only where a cheap substring guard says it may matter (see
+        # the SQLite branch for why the guard is sound).
+        b = "(w.body::jsonb)"
+        tgt = f"({b}->>'target')"
+        auth = (f"COALESCE(jsonb_exists(CASE WHEN jsonb_typeof({b}->'authorized_targets') = 'array' "
+                f"THEN {b}->'authorized_targets' END, {tgt}), false)")
 
         def is_bool(path: str, val: str) -> str:
-            return f"(jsonb_typeof(w.b->'{path}') = 'boolean' AND w.b->>'{path}' = '{val}')"
+            return (f"(strpos(w.body, '\"{path}\"\\:{val}') > 0 AND jsonb_typeof({b}->'{path}') = 'boolean' "
+                    f"AND {b}->>'{path}' = '{val}')")
 
         def num(expr: str) -> str:
             return f"CASE WHEN jsonb_typeof({expr}) = 'number' THEN abs(({expr})::text::float8) END"
 
-        amounts = [num(f"w.b->'{f}'") for f in fields] + [num(f"w.b->'attributes'->'{f}'") for f in fields]
-        fallback = "COALESCE(w.b->>'fallback', '') <> ''"
+        guard = " OR ".join(f"strpos(w.body, '\"{f}\"\\:') > 0" for f in fields)
+        amounts = [f"CASE WHEN {guard} THEN COALESCE("
+                   + ", ".join([num(f"{b}->'{f}'") for f in fields] + [num(f"{b}->'attributes'->'{f}'") for f in fields])
+                   + ") END"]
+        fallback = f"(strpos(w.body, '\"fallback\"\\:\"') > 0 AND COALESCE({b}->>'fallback', '') <> '')"
         log10 = "log"
         least = "LEAST"
     else:
         tgt = "json_extract(w.body, '$.target')"
         auth = f"EXISTS (SELECT 1 FROM json_each(w.body, '$.authorized_targets') j WHERE j.value = {tgt})"
 
+        # Bodies are compact JSON written by intake (orjson: `"key":value`, no spaces; `\\:` is a literal colon in text()), so a LIKE on the key
+        # and value is a cheap guard that spares parsing the JSON of the many rows that cannot match; the
+        # JSON function then confirms (a nested key of the same name does not count).
         def is_bool(path: str, val: str) -> str:
-            return f"(json_type(w.body, '$.{path}') = '{val}')"
+            return f"(w.body LIKE '%\"{path}\"\\:{val}%' AND json_type(w.body, '$.{path}') = '{val}')"
 
         def num(expr: str) -> str:
-            return f"CASE WHEN json_type(w.body, '{expr}') IN ('integer', 'real') THEN abs(json_extract(w.body, '{expr}')) END"
+            return (f"CASE WHEN json_type(w.body, '{expr}') IN ('integer', 'real') "
+                    f"THEN abs(json_extract(w.body, '{expr}')) END")
 
-        amounts = [num(f"$.{f}") for f in fields] + [num(f"$.attributes.{f}") for f in fields]
-        fallback = "COALESCE(json_extract(w.body, '$.fallback'), '') <> ''"
+        guard = " OR ".join(f"w.body LIKE '%\"{f}\"\\:%'" for f in fields)
+        amounts = [f"CASE WHEN {guard} THEN COALESCE("
+                   + ", ".join([num(f"$.{f}") for f in fields] + [num(f"$.attributes.{f}") for f in fields])
+                   + ") END"]
+        fallback = ("(w.body LIKE '%\"fallback\"\\:\"%' AND "
+                    "COALESCE(json_extract(w.body, '$.fallback'), '') <> '')")
         log10 = "log10"
         least = "min"
     err = "COALESCE(w.status >= 500, false)"
@@ -187,7 +202,7 @@ def _sql_parts(dialect: str, fields: list[str]) -> dict[str, str]:
         " WHEN " + err + " THEN 'error' ELSE 'answer' END"
     )
     tier = "CASE c.category " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in TIERS.items()) + " ELSE 0 END"
-    return {"category": category, "amount": f"COALESCE({', '.join(amounts)})", "fallback": fallback,
+    return {"category": category, "amount": amounts[0] if len(amounts) == 1 else f"COALESCE({', '.join(amounts)})", "fallback": fallback,
             "tier": tier, "log10": log10, "least": least}
 
 
@@ -222,8 +237,7 @@ def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueu
         truncated = truncated or n > cap
         scanned += min(n, cap)
         only = "" if wf in own else f" AND version_set IN ({set_list})"
-        body = "body::jsonb AS b" if pg else "body"
-        selects.append(f"SELECT * FROM (SELECT id, time, workflow, kind, subject, trace_id, status, version_set, {body} "
+        selects.append("SELECT * FROM (SELECT id, time, workflow, kind, subject, trace_id, status, version_set, body "
                        f"FROM events WHERE workflow = :w{i} AND time >= :a AND time < :b{only} "
                        f"ORDER BY time, id LIMIT :n) e{i}")
     complaint_wfs = ", ".join(f":w{i}" for i in range(len(workflows)))
