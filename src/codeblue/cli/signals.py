@@ -48,6 +48,16 @@ def _render(report: dict[str, Any]) -> None:
             rb = "rollback available" if s["rollback"] else "no rollback target"
             console.print(f"  [{colour}]suspect {s['score']:.2f}[/{colour}] {s['kind']}/{s['name']} {s['version']}: "
                           f"{s['evidence']} ({rb})")
+        if "contained_at" in inc:
+            if inc["contained_at"] is None:
+                console.print("  [bold red]not contained[/bold red] by the runbooks")
+            else:
+                hb = inc["harm_before_containment"]
+                console.print(f"  [green]contained[/green] {_when(inc['contained_at'])}: harm before containment "
+                              f"{hb['requests']} requests / {hb['subjects']} subjects; prevented "
+                              f"{inc['prevented']['requests']}; collateral {inc['collateral']['requests']} good requests")
+            for a in inc.get("actions", []):
+                console.print(f"    {_when(a['at'])} {a['type']} {a['target']}")
 
 
 def register(app: typer.Typer) -> None:
@@ -57,21 +67,35 @@ def register(app: typer.Typer) -> None:
         changes: Path = typer.Option(None, "--changes", help="Change v1 NDJSON file", exists=True, dir_okay=False),
         config: Path = typer.Option(None, "--config", envvar="CODEBLUE_DETECT_CONFIG",
                                     help="detector objectives (detect.yaml)", exists=True, dir_okay=False),
+        runbooks: Path = typer.Option(None, "--runbooks", help="also run these runbooks in stream time (a directory;"
+                                      " 'shipped' for the built-in library) and report containment", file_okay=False),
         as_json: bool = JsonOpt,
     ) -> None:
         """Run the detection pipeline offline over recorded events, in stream time, and report the incidents."""
         from codeblue.errors import Invalid
         from codeblue.signals.objectives import load_objectives
-        from codeblue.signals.replay import replay_file
+        from codeblue.signals.replay import read_changes, replay_file
 
         try:
             objectives = load_objectives(config)
         except Invalid as exc:
             raise fail(exc.detail, 2) from None
-        res = replay_file(events, changes_path=changes, objectives=objectives)
-        report = res.report()
+        if runbooks is not None:
+            from codeblue.runbooks.replay import replay_with_runbooks
+
+            if str(runbooks) != "shipped" and not runbooks.is_dir():
+                raise fail(f"--runbooks {runbooks}: not a directory", 2)
+            change_list, change_errors = read_changes(changes) if changes else ([], [])
+            with open(events, "rb") as fh:
+                report = replay_with_runbooks(
+                    fh, changes=change_list, runbooks_dir=None if str(runbooks) == "shipped" else runbooks,
+                    detect_config=config)
+            report["change_errors"] = [e.as_dict() for e in change_errors] + report.get("change_errors", [])
+        else:
+            report = replay_file(events, changes_path=changes, objectives=objectives).report()
         for e in report["change_errors"]:
-            err_console.print(f"[yellow]{changes}:{e['line']}:[/yellow] {e['field'] or 'line'}: {e['reason']} (skipped)")
+            where = f"{changes}:{e['line']}" if "line" in e else f"change {e.get('change')}"
+            err_console.print(f"[yellow]{where}:[/yellow] {e.get('field') or 'line'}: {e['reason']} (skipped)")
         shown = report["errors"][:20]
         for e in shown:
             err_console.print(f"[yellow]{events}:{e['line']}:[/yellow] {e['field'] or 'line'}: {e['reason']} (skipped)")

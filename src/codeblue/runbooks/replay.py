@@ -202,11 +202,28 @@ def _replay(lines: Iterable[bytes], changes: list[dict[str, Any]], wd: Path, run
             detect_config: Path | None) -> dict[str, Any]:
     from codeblue.incidents.model import Incident
 
-    events = [orjson.loads(x) for x in lines if x.strip()]
-    events = [e for e in events if isinstance(e, dict) and isinstance(e.get("time"), (int, float))]
+    events: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    n_lines = 0
+    for n_lines, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            errors.append({"line": n_lines, "field": "", "reason": f"not JSON: {exc}"})
+            continue
+        if not isinstance(obj, dict) or isinstance(obj.get("time"), bool) or \
+                not isinstance(obj.get("time"), (int, float)):
+            errors.append({"line": n_lines, "field": "time", "reason": "expected an object with unix-seconds time"})
+            continue
+        events.append(obj)
     events.sort(key=lambda e: e["time"])
+    summary = {"lines": n_lines, "rejected": len(errors), "errors": errors[:200], "changes": len(changes),
+               "stream": {"start": events[0]["time"] if events else None,
+                          "end": events[-1]["time"] if events else None}}
     if not events:
-        return {"events": 0, "incidents": []}
+        return {"events": 0, "incidents": [], **summary}
     start = float(events[0]["time"])
     clock = ManualClock(start - 1)
     rt = build_runtime(_settings(wd, runbooks_dir, detect_config), clock)
@@ -252,10 +269,16 @@ def _replay(lines: Iterable[bytes], changes: list[dict[str, Any]], wd: Path, run
         groups = {g.id: g for g in detector.pipeline.incidents()}
         for iid, oc in sorted(outcomes.items()):
             g = groups.get(group_of.get(iid, -1))
+            inc_row = incs[iid]
             base = incident_dict(g) if g is not None and g.triage is not None else {
-                "opened_at": incs[iid].opened_at, "workflow": oc.workflows[0], "failure_type": oc.failure_type}
+                "id": iid, "opened_at": inc_row.opened_at, "workflow": oc.workflows[0],
+                "indicator": str((inc_row.data or {}).get("indicator") or ""), "failure_type": oc.failure_type,
+                "severity": inc_row.severity, "onset": oc.onset,
+                "harm": {"requests": int((inc_row.harm or {}).get("requests", 0)),
+                         "subjects": int((inc_row.harm or {}).get("subjects", 0))},
+                "suspects": list(inc_row.suspects or []), "resolved_at": None, "alerts": []}
             report_incidents.append({**base, "incident_id": iid, **oc.as_dict()})
-        return {"events": fed, "incidents": report_incidents, "change_errors": world.change_errors}
+        return {"events": fed, "incidents": report_incidents, "change_errors": world.change_errors, **summary}
     finally:
         rt.db.dispose()
 

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from codeblue.cli.main import app
+from codeblue.sim import generate
+
+
+def test_replay_with_runbooks_reports_containment(tmp_path: Path) -> None:
+    run = generate("refund-prompt", seed=3)
+    (fault,) = run.truth["faults"]
+    onset = fault["onset"]
+    events = [e for e in run.events if e["workflow"] == "refund-desk" and onset - 5400 <= e["time"] < onset + 900]
+    ev_path = tmp_path / "events.ndjson"
+    ev_path.write_text("\n".join(json.dumps(e) for e in events) + "\n{not json}\n")
+    ch_path = tmp_path / "changes.ndjson"
+    ch_path.write_text("\n".join(json.dumps(c) for c in run.changes if "refund-desk" in c["workflows"]) + "\n")
+
+    res = CliRunner().invoke(app, ["replay", str(ev_path), "--changes", str(ch_path), "--runbooks", "shipped",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout[res.stdout.index("{"):])
+    assert report["rejected"] == 1 and report["errors"][0]["line"] == len(events) + 1
+    (inc,) = [i for i in report["incidents"] if i["workflow"] == "refund-desk"]
+    assert inc["suspects"][0]["version"] == "v42"
+    assert inc["contained_at"] is not None and inc["contained_at"] - onset <= 300
+    types = {a["type"] for a in inc["actions"]}
+    assert {"kill_switch", "fallback", "rollback"} <= types
+    assert inc["harm_before_containment"]["requests"] > 0
+    assert inc["prevented"]["requests"] > inc["harm_before_containment"]["requests"]
+    assert inc["collateral"]["requests"] > 0, "good refunds blocked by the kill switch are counted"
+    for key in ("opened_at", "workflow", "indicator", "failure_type", "severity", "harm"):
+        assert key in inc
