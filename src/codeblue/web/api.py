@@ -786,7 +786,8 @@ def _sse(event: str, data: Any) -> bytes:
 @router.get("/events")
 async def events(request: Request, rt: RT, incident: int | None = Query(None, ge=1),
                  page: str | None = Query(None, pattern="^(incidents|controls|changes|oncall)$")) -> Response:
-    """Server-Sent Events for one open page: ``changed`` with the topics that changed; the page re-fetches."""
+    """Server-Sent Events for one open page: ``hello`` once subscribed (the page then re-fetches its live panels,
+    which covers anything committed while it connected), then ``changed`` with the topics that changed."""
     user = await _user(request, rt)
     if user is None:
         raise Unauthorized("sign in to the console first")
@@ -801,6 +802,7 @@ async def events(request: Request, rt: RT, incident: int | None = Query(None, ge
     if page:
         topics |= set(PAGE_TOPICS[page])
     w = watch.watcher(rt)
+    await anyio.to_thread.run_sync(w.prime, topics)
     sub = w.subscribe(topics, asyncio.get_running_loop())
 
     async def gen() -> AsyncIterator[bytes]:

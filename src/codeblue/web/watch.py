@@ -68,7 +68,6 @@ class Watcher:
         with self._lock:
             self._subs.add(sub)
             if self._thread is None or not self._thread.is_alive():
-                self._last = {}
                 self._thread = threading.Thread(target=self._run, name="console-watch", daemon=True)
                 self._thread.start()
         self.wake.set()
@@ -83,6 +82,19 @@ class Watcher:
         """The current fingerprints of `topics` (read now, not from the last round)."""
         with self.rt.db.read() as s:
             return self._fingerprints(s, set(topics))
+
+    def prime(self, topics: Iterable[str]) -> None:
+        """Record the current fingerprints of topics nobody watched yet, before a stream subscribes to them: a
+        change committed after this is reported to it; one committed before is in what the page fetches when
+        the stream says hello. Blocking (reads the database): call it from a worker thread."""
+        with self._lock:
+            missing = [t for t in topics if t not in self._last]
+        if not missing:
+            return
+        fresh = self.baseline(missing)
+        with self._lock:
+            for k, v in fresh.items():
+                self._last.setdefault(k, v)
 
     # ----- the loop ---------------------------------------------------------------------------------------
 
@@ -109,8 +121,9 @@ class Watcher:
         with self.rt.db.read() as s:
             now = self._fingerprints(s, wanted)
         self.rounds += 1
-        changed = {t for t, v in now.items() if t in self._last and self._last[t] != v}
-        self._last.update(now)
+        with self._lock:
+            changed = {t for t, v in now.items() if t in self._last and self._last[t] != v}
+            self._last.update(now)
         mono = time.monotonic()
         if mono - self._last_tick >= TICK_EVERY_S:
             if self._last_tick:

@@ -35,6 +35,10 @@
     section.querySelectorAll("textarea, input:not([type=hidden])").forEach(function (i) {
       if (i.value && i.value !== i.defaultValue) dirty = true;
     });
+    section.querySelectorAll("select").forEach(function (s) {
+      var opt = s.options[s.selectedIndex];
+      if (opt && !opt.defaultSelected && s.selectedIndex !== 0) dirty = true;
+    });
     return dirty;
   }
 
@@ -63,6 +67,7 @@
       })
       .then(function (text) {
         if (text === null || text === undefined) return;
+        if (!force && busy(section)) { section.setAttribute("data-stale", "1"); return; }  /* typing began meanwhile */
         var open = [];
         section.querySelectorAll("details").forEach(function (d, i) { if (d.open) open.push(i); });
         section.innerHTML = text;
@@ -99,8 +104,14 @@
     if (!inc && !page || !window.EventSource) return;
     var url = "/console/events?" + (inc ? "incident=" + encodeURIComponent(inc) : "page=" + encodeURIComponent(page));
     var es = new EventSource(url);
+    var hellos = 0;
     es.addEventListener("hello", function () {
       if (liveBadge) { liveBadge.textContent = "live"; liveBadge.setAttribute("data-state", "on"); }
+      /* whatever changed while the stream was (re)connecting is fetched now */
+      hellos += 1;
+      document.querySelectorAll("[data-live-src][data-topics]").forEach(function (s) {
+        if (hellos > 1 || !s.hasAttribute("data-lazy")) refresh(s, false);
+      });
     });
     es.addEventListener("changed", function (ev) {
       var topics = [];
