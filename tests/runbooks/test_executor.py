@@ -141,6 +141,10 @@ def test_stabilisation_default_is_proposed_then_accepted_in_one_call(rb: RB) -> 
     assert fb["scope"]["workflow"] == "code-assist"
     steps = {s["step_id"]: s["state"] for s in rb.runs(inc["id"])[0]["steps"]}
     assert steps["human-queue"] == "done"
+    assert steps["rollback-suspect"] == "waiting", "triage may still convict a change: the rollback waits"
+    rb.clock.advance(executor.SUSPECT_PATIENCE_S + 1)
+    rb.tick()
+    steps = {s["step_id"]: s["state"] for s in rb.runs(inc["id"])[0]["steps"]}
     assert steps["rollback-suspect"] == "skipped"  # no suspect: nothing to roll back, and it says so
 
 
@@ -178,6 +182,8 @@ def test_executor_crash_between_steps_resumes_without_repeating(tmp_path: Path) 
     rt2 = build_runtime(settings, clock)
     for _ in range(3):
         executor.tick(rt2)
+    clock.advance(executor.SUSPECT_PATIENCE_S + 1)
+    executor.tick(rt2)
     with rt2.db.read() as s:
         kills = s.scalar(select(func.count()).select_from(Control).where(
             Control.incident_id == inc_id, Control.type == "kill_switch"))

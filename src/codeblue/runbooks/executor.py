@@ -33,6 +33,8 @@ ACTOR = "system:runbook"
 SEQUENCE_POINTS = ("wait", "verify")
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 120.0
+#: How long a `rollback: suspect` step waits for the top suspect to clear its score before it gives up.
+SUSPECT_PATIENCE_S = 900.0
 
 
 class Skip(Exception):
@@ -408,12 +410,14 @@ def _rollback_target(inc: Incident, spec: dict[str, Any]) -> dict[str, Any]:
             continue  # a deploy is rolled back by its own pipeline, not by codeblue's config registry
         score = float(sus.get("score") or 0)
         if score < min_score:
-            return {"skip": f"top suspect {sus.get('kind')}/{sus.get('name')} scores {score:.2f} < {min_score}"}
+            return {"skip": f"top suspect {sus.get('kind')}/{sus.get('name')} scores {score:.2f} < {min_score}",
+                    "may_change": True}
         if sus.get("rollback") is False:
             return {"skip": f"suspect {sus.get('kind')}/{sus.get('name')} has no rollback target"}
         return {"kind": sus["kind"], "name": sus["name"], "version": sus.get("version"), "score": score,
                 "why": f"top suspect (score {score:.2f}): {sus.get('evidence', '')}"}
-    return {"skip": "no suspect" + (f" of kind {', '.join(sorted(kinds))}" if kinds else "") + " to roll back"}
+    return {"skip": "no suspect" + (f" of kind {', '.join(sorted(kinds))}" if kinds else "") + " to roll back",
+            "may_change": True}
 
 
 def _execute(s: Session, rt: Runtime, run: RunbookRun, step: RunbookStep, inc: Incident, now: float) -> dict[str, Any]:
@@ -450,6 +454,11 @@ def _execute(s: Session, rt: Runtime, run: RunbookRun, step: RunbookStep, inc: I
 
         target = _rollback_target(inc, spec)
         if "skip" in target:
+            # Triage keeps refining the suspects as evidence accrues: give a weak or missing suspect time to
+            # clear the bar before giving up on the rollback.
+            waited = now - (step.started_at or now)
+            if target.get("may_change") and waited < SUSPECT_PATIENCE_S:
+                raise NotYet({"waiting_for": target["skip"]}, recheck=15.0)
             raise Skip(target["skip"])
         if target.get("version"):
             try:

@@ -387,7 +387,9 @@ def _step(rt: Runtime, detector: Any, world: World, harm: _Harm, outcomes: dict[
                     oc.actions.append({"at": d["time"], "type": "rollback",
                                            "target": f"{d['kind']}/{d['name']} {d.get('from')}→{d.get('to')}",
                                            "change_id": ch.id})
-            if oc.actions and oc.contained_at is None:
-                oc.contained_at = min(a["at"] for a in oc.actions)
+            # A rollout freeze stops new changes; it contains nothing already served.
+            holding = [a["at"] for a in oc.actions if a["type"] != "rollout_freeze"]
+            if holding and oc.contained_at is None:
+                oc.contained_at = min(holding)
     _refresh_world(rt, world)
     return n
