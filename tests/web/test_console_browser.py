@@ -249,7 +249,10 @@ def test_screenshots_of_the_incident_page(sqlite_server: LiveServer, browser: An
     now = time.time()
     api = srv.client("responder", "risk_owner", handle="rita")
     seed.rollout(api, now)
-    assert srv.client("ingest", handle="app").post("/v1/events", json=seed.events(now)).status_code == 200
+    assert srv.client("ingest", handle="app").post("/v1/events", json=seed.events(now, 3000)).status_code == 200
+    r = api.post("/v1/changes", json={"kind": "deploy", "name": "support-bot", "from": "1.4.1", "to": "1.4.2",
+                                      "time": now - 960, "workflows": [seed.WF]})
+    assert r.status_code == 201, r.text
     srv.token("responder", handle="tess")
     inc = seed.open_incident(api, now, roles={"incident_lead": "rita", "technical_lead": "tess"})
     iid = inc["id"]
