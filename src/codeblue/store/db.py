@@ -7,6 +7,7 @@ needs a serial order (timeline chains, config activations).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ class Base(DeclarativeBase):
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30000
+_BUSY_TIMEOUT = f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"
+_BEGIN = {mode: f"BEGIN {mode}" for mode in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")}
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -42,23 +45,25 @@ def _sqlite_setup(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute(_BUSY_TIMEOUT)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         options = conn.get_execution_options()
-        mode = options.get("sqlite_begin", "DEFERRED")
+        begin = _BEGIN[options.get("sqlite_begin", "DEFERRED")]
+        # Straight on the driver: SQLAlchemy's statement machinery costs more than these statements.
+        raw = conn.connection.driver_connection
         if not options.get("sqlite_nowait"):
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            raw.execute(begin)
             return
         # Fail at once (SQLITE_BUSY) instead of waiting when another process holds the write lock.
-        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        raw.execute("PRAGMA busy_timeout=0")
         try:
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            raw.execute(begin)
         finally:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            raw.execute(_BUSY_TIMEOUT)
 
 
 class Database:
@@ -133,7 +138,7 @@ class Database:
             with self._write_nowait() as session:
                 try:
                     session.connection()  # BEGIN IMMEDIATE, failing at once if another process writes
-                except OperationalError:
+                except (OperationalError, sqlite3.OperationalError):  # the begin event raises the driver's own
                     return False, None
                 try:
                     result = fn(session)
