@@ -46,6 +46,8 @@ def test_refund_prompt_story_end_to_end(tmp_path: Path) -> None:
         "✔ served answers queued for audit",
         "✔ recovery ramped with verification: stages 1%, 10%, 50%, 100%",
         "✔ pages delivered to the mail sink",
+        "✔ communication delivered on cadence: internal ✔, status page ✔, support brief ✔, executive brief ✔; "
+        "/status shows it: yes",
         "✔ the assistant's own decide blocked refunds after containment",
         "✔ the bad rate on the assistant's traffic fell after the rollback",
         "✔ post-mortem draft written with the run's figures",

@@ -328,6 +328,21 @@ class Story:
                            "routed to the human queue.",
                 "status_url": f"{self.server.url if self.server else ''}/status",
                 "customer_message": self.sc.customer_message})
+        # Once the mitigation path is chosen the lead can give an ETA; scope and ETA known → executive brief.
+        if "support" in self._done and "eta" not in self._done:
+            self._done.add("eta")
+            eta = self.now + 45 * 60
+            fay.call("POST", f"/v1/incidents/{inc_id}/milestones", json={"name": "eta", "data": {"eta": eta}})
+            self.say(f"fay sets the ETA for full recovery: {time.strftime('%H:%M', time.gmtime(eta))} UTC", "people")
+        if "eta" in self._done and "executive" not in self._done:
+            self._done.add("executive")
+            self._publish(cam, "executive", {
+                "impact": self._harm_text(inc) + f" on {self.sc.workflow} since the rollout of "
+                          f"{self.sc.config_key} {self.sc.bad}",
+                "eta": "verified recovery within 45 minutes",
+                "actions": "contained by the runbook; the rollout is rolled back; served answers under audit",
+                "risk": "customers who acted on wrong answers need follow-up",
+                "decision_needed": "none"})
         # Reminders reach the communications lead (and, escalated, the incident lead): they publish what is due.
         reminders = self.inbox.select(kind="reminder", incident_id=inc_id)
         if len(reminders) > self._reminders_seen and "resolved" not in self._done:
@@ -640,6 +655,23 @@ class Story:
         pages = self.inbox.select(kind="page", incident_id=inc_id) if inc_id else []
         self.check("pages delivered to the mail sink", bool(pages),
                    f"{len(pages)} page e-mails to {', '.join(sorted({t for p in pages for t in p.to}))}")
+        # communication: each audience's update reached its receiver; the public page shows the incident
+        upd = [d for d in self.inbox.select(kind="update") if d.incident_id in (inc_id, None)]
+        got = {
+            "internal": any(d.via == "slack" and "internal update" in d.subject for d in upd),
+            "status page": any(d.via == "statuspage" for d in upd),
+            "support brief": any(any(t.startswith("support-leads@") for t in d.to) for d in upd),
+            "executive brief": any(any(t.startswith("exec-brief@") for t in d.to) for d in upd),
+        }
+        page = ""
+        if self.server is not None:
+            with httpx.Client(timeout=10.0) as c:
+                page = c.get(f"{self.server.url}/status").text
+        public = f"Issue affecting {self.sc.feature.split(' (')[0]}" in page
+        reminders = self.inbox.select(kind="reminder", incident_id=inc_id) if inc_id else []
+        self.check("communication delivered on cadence", all(got.values()) and public,
+                   ", ".join(f"{k} {'✔' if v else '✘'}" for k, v in got.items())
+                   + f"; /status shows it: {'yes' if public else 'no'}; {len(reminders)} reminders sent")
         # the assistant's own decide after containment
         if sc.action and fig.contained_wall is not None:
             until = self._recovery_wall()
