@@ -252,28 +252,32 @@ def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueu
 
     items = 0
     if workflows:
-        suspect = f"(c.version_set IN ({set_list}))" if sets else "false"
-        compl = (f"c.trace_id IN (SELECT trace_id FROM events WHERE workflow IN ({complaint_wfs}) "
+        suspect = f"(w.version_set IN ({set_list}))" if sets else "false"
+        compl = (f"w.trace_id IN (SELECT trace_id FROM events WHERE workflow IN ({complaint_wfs}) "
                  "AND kind = 'complaint' AND time >= :a AND time < :cb AND trace_id IS NOT NULL)")
         score = (f"({parts['tier']}) * 100.0"
                  f" + CASE WHEN c.amount > 0 THEN {parts['least']}(10.0 * {parts['log10']}(1.0 + c.amount), 60.0)"
-                 f" ELSE 0 END + CASE WHEN {suspect} THEN 20 ELSE 0 END + CASE WHEN c.complained THEN 15 ELSE 0 END"
+                 " ELSE 0 END + CASE WHEN c.suspect THEN 20 ELSE 0 END + CASE WHEN c.complained THEN 15 ELSE 0 END"
                  " - CASE WHEN c.fallback THEN 5 ELSE 0 END")
-        reasons = (f"'[' || CASE WHEN {suspect} THEN '\"{SUSPECT}\"' ELSE '' END"
-                   f" || CASE WHEN {suspect} AND c.complained THEN ',' ELSE '' END"
-                   f" || CASE WHEN c.complained THEN '\"{COMPLAINED}\"' ELSE '' END || ']'")
+        reasons = (f"'[' || CASE WHEN x.suspect THEN '\"{SUSPECT}\"' ELSE '' END"
+                   " || CASE WHEN x.suspect AND x.complained THEN ',' ELSE '' END"
+                   f" || CASE WHEN x.complained THEN '\"{COMPLAINED}\"' ELSE '' END || ']'")
         if pg:
             reasons = f"({reasons})::json"
+        # MATERIALIZED: each per-event expression is computed once (a flattened subquery would repeat them
+        # wherever the outer query refers to the column).
         sql = (
+            "WITH c AS MATERIALIZED ("
+            "SELECT w.id, w.time, w.workflow, w.kind, w.subject, w.trace_id, "
+            f"{parts['category']} AS category, {parts['amount']} AS amount, {parts['fallback']} AS fallback, "
+            f"{compl} AS complained, {suspect} AS suspect "
+            f"FROM ({' UNION ALL '.join(selects)}) w WHERE w.kind <> 'complaint'), "
+            f"x AS MATERIALIZED (SELECT c.*, {score} AS score FROM c) "
             "INSERT INTO audit_items (incident_id, rank, event_id, score, category, reasons, time, workflow, kind, "
             "subject, trace_id, amount, state, reviewer, note, reviewed_at, evidence) "
             "SELECT :iid, ROW_NUMBER() OVER (ORDER BY x.score DESC, x.time, x.id), x.id, x.score, x.category, "
-            "x.reasons, x.time, x.workflow, x.kind, x.subject, x.trace_id, x.amount, 'pending', NULL, '', NULL, NULL "
-            f"FROM (SELECT c.*, {score} AS score, {reasons} AS reasons FROM ("
-            f"SELECT w.id, w.time, w.workflow, w.kind, w.subject, w.trace_id, w.version_set, "
-            f"{parts['category']} AS category, {parts['amount']} AS amount, {parts['fallback']} AS fallback, "
-            f"{compl.replace('c.trace_id', 'w.trace_id')} AS complained "
-            f"FROM ({' UNION ALL '.join(selects)}) w WHERE w.kind <> 'complaint') c) x"
+            f"{reasons}, x.time, x.workflow, x.kind, x.subject, x.trace_id, x.amount, 'pending', NULL, '', NULL, NULL "
+            "FROM x"
         )
         res = s.execute(text(sql), params)
         items = int(getattr(res, "rowcount", 0) or 0)
