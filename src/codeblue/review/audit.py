@@ -149,25 +149,21 @@ def _sql_parts(dialect: str, fields: list[str]) -> dict[str, str]:
     """Dialect SQL for the classification and weights (mirrors `classify`/`score`), over a row `w` with the
     event columns and its JSON body as text (`w.body`)."""
     if dialect == "postgresql":
-        # The body is text; it is parsed (::jsonb) only where a cheap substring guard says it may matter (see
-        # the SQLite branch for why the guard is sound).
-        b = "(w.body::jsonb)"
+        # `w.b` is the body parsed once (jsonb), and only for rows a cheap substring guard selects (see
+        # `pg_guard`); NULL elsewhere, where every expression below is then false or NULL.
+        b = "w.b"
         tgt = f"({b}->>'target')"
         auth = (f"COALESCE(jsonb_exists(CASE WHEN jsonb_typeof({b}->'authorized_targets') = 'array' "
                 f"THEN {b}->'authorized_targets' END, {tgt}), false)")
 
         def is_bool(path: str, val: str) -> str:
-            return (f"(strpos(w.body, '\"{path}\"\\:{val}') > 0 AND jsonb_typeof({b}->'{path}') = 'boolean' "
-                    f"AND {b}->>'{path}' = '{val}')")
+            return f"(jsonb_typeof({b}->'{path}') = 'boolean' AND {b}->>'{path}' = '{val}')"
 
         def num(expr: str) -> str:
             return f"CASE WHEN jsonb_typeof({expr}) = 'number' THEN abs(({expr})::text::float8) END"
 
-        guard = " OR ".join(f"strpos(w.body, '\"{f}\"\\:') > 0" for f in fields)
-        amounts = [f"CASE WHEN {guard} THEN COALESCE("
-                   + ", ".join([num(f"{b}->'{f}'") for f in fields] + [num(f"{b}->'attributes'->'{f}'") for f in fields])
-                   + ") END"]
-        fallback = f"(strpos(w.body, '\"fallback\"\\:\"') > 0 AND COALESCE({b}->>'fallback', '') <> '')"
+        amounts = [num(f"{b}->'{f}'") for f in fields] + [num(f"{b}->'attributes'->'{f}'") for f in fields]
+        fallback = f"COALESCE({b}->>'fallback', '') <> ''"
         log10 = "log"
         least = "LEAST"
     else:
@@ -204,6 +200,12 @@ def _sql_parts(dialect: str, fields: list[str]) -> dict[str, str]:
     tier = "CASE c.category " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in TIERS.items()) + " ELSE 0 END"
     return {"category": category, "amount": amounts[0] if len(amounts) == 1 else f"COALESCE({', '.join(amounts)})", "fallback": fallback,
             "tier": tier, "log10": log10, "least": least}
+
+
+def pg_guard(fields: list[str]) -> str:
+    """Rows whose body may hold something the ranking reads (bodies are compact JSON, see `_sql_parts`)."""
+    keys = ['"grounded"\\:false', '"refusal"\\:true', '"fallback"\\:"'] + [f'"{f}"\\:' for f in fields]
+    return "e.kind IN ('action', 'tool_call') OR " + " OR ".join(f"strpos(e.body, '{k}') > 0" for k in keys)
 
 
 def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueue:
@@ -266,12 +268,20 @@ def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueu
             reasons = f"({reasons})::json"
         # MATERIALIZED: each per-event expression is computed once (a flattened subquery would repeat them
         # wherever the outer query refers to the column).
+        union = " UNION ALL ".join(selects)
+        if pg:
+            head = (f"WITH w AS MATERIALIZED (SELECT e.*, CASE WHEN {pg_guard(_amount_fields(rt))} "
+                    f"THEN e.body::jsonb END AS b FROM ({union}) e WHERE e.kind <> 'complaint'), ")
+            source = "w"
+        else:
+            head = "WITH "
+            source = f"({union}) w WHERE w.kind <> 'complaint'"
         sql = (
-            "WITH c AS MATERIALIZED ("
+            head + "c AS MATERIALIZED ("
             "SELECT w.id, w.time, w.workflow, w.kind, w.subject, w.trace_id, "
             f"{parts['category']} AS category, {parts['amount']} AS amount, {parts['fallback']} AS fallback, "
             f"{compl} AS complained, {suspect} AS suspect "
-            f"FROM ({' UNION ALL '.join(selects)}) w WHERE w.kind <> 'complaint'), "
+            f"FROM {source}), "
             f"x AS MATERIALIZED (SELECT c.*, {score} AS score FROM c) "
             "INSERT INTO audit_items (incident_id, rank, event_id, score, category, reasons, time, workflow, kind, "
             "subject, trace_id, amount, state, reviewer, note, reviewed_at, evidence) "
