@@ -71,7 +71,7 @@ def serve(db_url: str, data_dir: Path, workers: bool = True) -> Iterator[tuple[s
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # start-up imports take long on a loaded machine
         while True:
             if proc.poll() is not None:
                 raise RuntimeError("codeblue serve exited during start-up")
