@@ -25,6 +25,11 @@ unrelated complaints that would drown a plain rate.
   window). A cluster signals when its count in the last `window` seconds is at least
   `min_count`, at least `min_ratio` × the expected count, and the Poisson tail probability
   P(X ≥ count | expected) is below `p_threshold`.
+* **Share test** (`relative=True`, what the detection pipeline uses): the cluster must also have grown
+  *relative to the workflow's other complaints* — its share of the workflow's complaints in the window is
+  tested (exact binomial tail) against its share before, with the same `p_threshold` and `min_ratio`. A burst
+  of generic or mixed complaints that lifts every theme alike keeps every share where it was and signals
+  nothing (a rising complaint *rate* is `complaint_rate`'s job); one theme taking over does.
 * **Memory**: at most `max_clusters` clusters per workflow (a new cluster evicts the least recently seen
   one), clusters idle for `horizon` are dropped, buckets older than `horizon` are pruned, the vocabulary is
   capped at `max_vocab` terms.
@@ -37,9 +42,11 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from codeblue.signals.detect import binom_sf
 
 __all__ = ["ClusterInfo", "ClusterSignal", "ComplaintClusterer", "content_terms", "poisson_sf"]
 
@@ -133,6 +140,9 @@ class ClusterSignal:
     window_s: float
     terms: tuple[str, ...]  # the theme's heaviest terms, a label for people
     total: int  # complaints in the cluster over the horizon
+    burst_start: float = 0.0  # start of the first bucket of the window holding one of the recent complaints
+    share: float | None = None  # share of the workflow's complaints in the window (share test only)
+    baseline_share: float | None = None  # ... and before it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +150,7 @@ class ClusterSignal:
             "baseline_rate": self.baseline_rate, "p_value": self.p_value, "score": self.score,
             "representatives": list(self.representatives), "first_seen": self.first_seen,
             "last_seen": self.last_seen, "window_s": self.window_s, "terms": list(self.terms), "total": self.total,
+            "burst_start": self.burst_start, "share": self.share, "baseline_share": self.baseline_share,
         }
 
 
@@ -162,6 +173,7 @@ class _Cluster:
     vec: list[float] | None = None  # embedding centroid: running mean
     size: int = 0
     buckets: dict[int, int] = field(default_factory=dict)
+    n: int = 0  # sum of `buckets`
     samples: list[tuple[str, Counter[str] | list[float]]] = field(default_factory=list)
 
 
@@ -171,6 +183,8 @@ class _Workflow:
     clusters: dict[str, _Cluster] = field(default_factory=dict)
     index: dict[str, set[str]] = field(default_factory=dict)  # term → cluster ids (lexical)
     generic: dict[int, int] = field(default_factory=dict)  # generic complaints per bucket
+    generic_n: int = 0  # sum of `generic`
+    generic_last: int = -(2**62)  # the latest bucket of `generic`
     next_id: int = 1
 
 
@@ -193,6 +207,7 @@ class ComplaintClusterer:
         max_workflows: int = 10_000,
         samples: int = 8,
         prior: float | None = None,
+        relative: bool = False,
     ) -> None:
         if window <= 0 or horizon <= window:
             raise ValueError("window must be > 0 and horizon > window")
@@ -223,6 +238,7 @@ class ComplaintClusterer:
         self.max_vocab = max_vocab
         self.max_workflows = max_workflows
         self.samples = samples
+        self.relative = relative
         self._wf: dict[str, _Workflow] = {}
         self._df: Counter[str] = Counter()
         self._docs = 0
@@ -272,6 +288,8 @@ class ComplaintClusterer:
         counts = _term_counts(text)
         if not counts:
             wf.generic[bucket] = wf.generic.get(bucket, 0) + 1
+            wf.generic_n += 1
+            wf.generic_last = max(wf.generic_last, bucket)
             return f"{workflow}/generic"
         self._learn_df(set(counts))
         emb: list[float] | None = None
@@ -335,6 +353,7 @@ class ComplaintClusterer:
         c.first_seen = min(c.first_seen, time)
         c.last_seen = max(c.last_seen, time)
         c.buckets[bucket] = c.buckets.get(bucket, 0) + 1
+        c.n += 1
         if emb is not None:
             if c.vec is None:
                 c.vec = list(emb)
@@ -370,38 +389,69 @@ class ComplaintClusterer:
                     self._drop(wf, c)
                     continue
                 for b in [b for b in c.buckets if b < oldest]:
-                    del c.buckets[b]
+                    c.n -= c.buckets.pop(b)
             for b in [b for b in wf.generic if b < oldest]:
-                del wf.generic[b]
+                wf.generic_n -= wf.generic.pop(b)
             if not wf.clusters and not wf.generic:
                 del self._wf[name]
 
-    def signals(self, now: float) -> list[ClusterSignal]:
+    def signals(self, now: float, workflows: Iterable[str] | None = None) -> list[ClusterSignal]:
         """Clusters whose count in the last `window` seconds is well above their own baseline, strongest first.
-        Also drops clusters and counts older than `horizon`."""
-        self._prune(now)
+        Without `workflows` (all of them), also drops clusters and counts older than `horizon`."""
+        if workflows is None:
+            self._prune(now)
+            names: Iterable[str] = list(self._wf)
+        else:
+            names = [w for w in workflows if w in self._wf]
         recent_from = int((now - self.window) // self.bucket_s) + 1
         now_bucket = int(now // self.bucket_s)
         out: list[ClusterSignal] = []
-        for name, wf in self._wf.items():
+        for name in names:
+            wf = self._wf[name]
             observed = max(0.0, min(self.horizon, now - self.window - wf.first_seen))
+            counted: list[tuple[_Cluster, int, int, int]] = []
+            tot_recent, tot_before = self._split(wf.generic, wf.generic_n, wf.generic_last, recent_from, now_bucket)
             for c in wf.clusters.values():
-                recent = sum(n for b, n in c.buckets.items() if recent_from <= b <= now_bucket)
-                if recent < self.min_count:
-                    continue
-                before = sum(n for b, n in c.buckets.items() if b < recent_from)
+                recent, before = self._split(c.buckets, c.n, int(c.last_seen // self.bucket_s), recent_from,
+                                             now_bucket)
+                first_b = next((b for b in range(recent_from, now_bucket + 1) if c.buckets.get(b)), now_bucket + 1)
+                tot_recent += recent
+                tot_before += before
+                if recent >= self.min_count:
+                    counted.append((c, recent, before, first_b))
+            for c, recent, before, first_b in counted:
                 expected = self.window * (before + 1.0) / (observed + self.prior_s)
                 p = poisson_sf(recent, expected)
                 if recent < self.min_ratio * expected or p >= self.p_threshold:
                     continue
+                share = base_share = None
+                if self.relative:
+                    base_share = (before + 0.5) / (tot_before + 1.0)
+                    share = recent / tot_recent
+                    p_share = binom_sf(recent, tot_recent, base_share)
+                    if share < self.min_ratio * base_share or p_share >= self.p_threshold:
+                        continue
+                    p = max(p, p_share)
                 out.append(ClusterSignal(
                     workflow=name, cluster_id=c.id, count_recent=recent, baseline_rate=expected, p_value=p,
                     score=recent / expected, representatives=self._representatives(c), first_seen=c.first_seen,
                     last_seen=c.last_seen, window_s=self.window, terms=self._terms(c),
-                    total=sum(c.buckets.values()),
+                    total=c.n, burst_start=first_b * self.bucket_s, share=share,
+                    baseline_share=base_share,
                 ))
         out.sort(key=lambda s: (s.p_value, -s.count_recent))
         return out
+
+    @staticmethod
+    def _split(buckets: dict[int, int], total: int, last: int, recent_from: int, now_bucket: int) -> tuple[int, int]:
+        """(count in the recent window, count before it): the window's few buckets are read, the rest is the
+        running total minus them (and minus any future-dated buckets, which only late clocks produce)."""
+        get = buckets.get
+        recent = sum(get(b, 0) for b in range(recent_from, now_bucket + 1))
+        later = 0
+        if last > now_bucket:
+            later = sum(n for b, n in buckets.items() if b > now_bucket)
+        return recent, total - recent - later
 
     def _terms(self, c: _Cluster, n: int = 5) -> tuple[str, ...]:
         vec, _ = self._weighted(c.counts)
@@ -437,7 +487,7 @@ class ComplaintClusterer:
 
     def generic_count(self, workflow: str) -> int:
         wf = self._wf.get(workflow)
-        return sum(wf.generic.values()) if wf else 0
+        return wf.generic_n if wf else 0
 
     @property
     def cluster_count(self) -> int:

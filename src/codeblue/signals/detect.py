@@ -65,6 +65,11 @@ class DetectConfig:
     lateness_s: float = 5.0
     #: Breakdown series per workflow (versions, segments, fallbacks) beyond which new keys are not tracked.
     max_breakdowns: int = 48
+    #: Complaint clusters: a theme signals when its count in 15 minutes has P < cluster_alpha under its own
+    #: baseline (Poisson) and under its baseline share of the workflow's complaints (binomial), with at least
+    #: `cluster_min_count` complaints.
+    cluster_alpha: float = 1e-7
+    cluster_min_count: int = 8
     cusum_h: float = field(init=False)
     decay: float = field(init=False)
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from codeblue.errors import Invalid
+from codeblue.signals.clusters import ClusterSignal, ComplaintClusterer
 from codeblue.signals.detect import (
     DetectConfig,
     Finding,
@@ -42,6 +43,7 @@ from codeblue.signals.indicators import (
     C_LATX,
     C_RSET,
     C_RX,
+    INDEX,
     INDICATORS,
     NC,
     percent,
@@ -81,11 +83,15 @@ class Alert:
     pvalue: float
     stats: dict[str, float]
     severity: str | None = None
+    cluster: dict[str, Any] | None = None  # complaint_cluster alerts: the ClusterSignal (terms, representatives)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"workflow": self.workflow, "indicator": self.indicator, "failure_type": self.failure_type,
-                "breakdown": self.breakdown, "evidence": self.evidence, "onset": self.onset,
-                "fired_at": self.fired_at, "method": self.method, "pvalue": self.pvalue, "stats": self.stats}
+        d = {"workflow": self.workflow, "indicator": self.indicator, "failure_type": self.failure_type,
+             "breakdown": self.breakdown, "evidence": self.evidence, "onset": self.onset,
+             "fired_at": self.fired_at, "method": self.method, "pvalue": self.pvalue, "stats": self.stats}
+        if self.cluster is not None:
+            d["cluster"] = self.cluster
+        return d
 
 
 @dataclass
@@ -130,6 +136,7 @@ class Group:
     triage: Triage | None = None
     last_suspects_at: float = 0.0
     incident_id: int | None = None
+    clusters: dict[str, dict[str, Any]] = field(default_factory=dict)  # complaint clusters seen, by cluster id
 
     @property
     def indicators(self) -> list[int]:
@@ -151,6 +158,12 @@ def breakdown_label(key: str) -> str:
         cfg, _, ver = rest.rpartition("=")
         return f"{cfg} {ver}"
     return f"{'segment' if kind == 's' else 'fallback'} {rest}"
+
+
+#: Indicator a complaint cluster alert counts its harm with (complaints), and its name and member-key prefix.
+CLUSTER_INDICATOR = "complaint_cluster"
+_I_COMPL = INDEX["complaint_rate"]
+_CLUSTER_KEY = "c:"
 
 
 def _clock(t: float) -> str:
@@ -214,6 +227,12 @@ class Pipeline:
         self._lock = threading.RLock()
         self._gid = 0
         self._ticks = 0
+        # Complaint texts wait here (workflow, text, time) until the next tick clusters them. A theme is tested
+        # every tick it grows, on every workflow: the same strict budget as the detector's tests (and ≥ 8
+        # complaints in the 15-minute window), and it must grow against the workflow's other complaints too.
+        self.clusterer = ComplaintClusterer(relative=True, p_threshold=cfg.cluster_alpha,
+                                            min_count=cfg.cluster_min_count)
+        self._complaints: list[tuple[str, str, float]] = []
 
     # ------------------------------------------------------------------ intake
 
@@ -255,16 +274,17 @@ class Pipeline:
         goes through the full Event v1 parser (which names the field when it rejects)."""
         if type(o) is not dict:
             raise EventError(index, "", f"expected a JSON object, got {type(o).__name__}")
-        t: Any = o.get("time")
-        kind = o.get("kind")
-        v = o.get("versions")
+        get = o.get
+        t: Any = get("time")
+        kind = get("kind")
+        v = get("versions")
         if type(t) not in _NUMS or t > 1e11 or kind not in _KINDS or (v is not None and type(v) is not dict):
             self._add_event(parse_event(o, index))
             return
         vk = tuple(v.items()) if v else ()
-        wf = o.get("workflow")
-        seg = o.get("segment")
-        fb = o.get("fallback")
+        wf = get("workflow")
+        seg = get("segment")
+        fb = get("fallback")
         akey: Any = (int(t // FINE_S), wf, vk, seg, fb)
         acc = self._acc.get(akey)
         if acc is None:
@@ -272,18 +292,18 @@ class Pipeline:
                 self._add_event(parse_event(o, index))
                 return
             acc = self._acc[akey] = _Acc()
-        subject = o.get("subject")
+        subject = get("subject")
         if subject is not None and type(subject) is not str:
             self._add_event(parse_event(o, index))
             return
         c = acc.c
         bits = 0
         if kind == "response":
-            st = o.get("status")
-            ref = o.get("refusal")
-            g = o.get("grounded")
-            lat = o.get("latency_ms")
-            ra = o.get("retrieval_age_s")
+            st = get("status")
+            ref = get("refusal")
+            g = get("grounded")
+            lat = get("latency_ms")
+            ra = get("retrieval_age_s")
             if (st is not None and type(st) is not int) or (ref is not None and type(ref) is not bool) or \
                     (g is not None and type(g) is not bool) or (lat is not None and (type(lat) not in _NUMS or lat < 0)) \
                     or (ra is not None and (type(ra) not in _NUMS or ra < 0)):
@@ -310,7 +330,7 @@ class Pipeline:
                 acc.rage.append(ra)
                 acc.rage_subj.append(subject)
         elif kind == "tool_call":
-            av = o.get("args_valid")
+            av = get("args_valid")
             if av is not None and type(av) is not bool:
                 self._add_event(parse_event(o, index))
                 return
@@ -319,8 +339,8 @@ class Pipeline:
                 c[7] += 1
                 bits = BIT_TOOL
         elif kind == "action":
-            target = o.get("target")
-            at = o.get("authorized_targets")
+            target = get("target")
+            at = get("authorized_targets")
             if (target is not None and type(target) is not str) or (at is not None and type(at) is not list):
                 self._add_event(parse_event(o, index))
                 return
@@ -329,6 +349,14 @@ class Pipeline:
                 c[9] += 1
                 bits = BIT_WRONG
         else:
+            if kind == "complaint":
+                text = get("text")
+                if text is not None:
+                    if type(text) is not str:
+                        self._add_event(parse_event(o, index))
+                        return
+                    if text:
+                        self._complaints.append((str(wf), text, t))
             c[10] += 1
             bits = BIT_COMPL
         if bits:
@@ -373,6 +401,8 @@ class Pipeline:
                 c[9] += 1
                 bits = BIT_WRONG
         else:
+            if ev.kind == "complaint" and ev.text:
+                self._complaints.append((ev.workflow, ev.text, ev.time))
             c[10] += 1
             bits = BIT_COMPL
         if bits:
@@ -599,6 +629,7 @@ class Pipeline:
                 close_block(blk, close_to, cfg)
                 for wf_no, f in test_block(blk, eval_b, cfg, self.wf_m, self._ratios):
                     per_wf.setdefault(wf_no, []).append(f)
+            clustered = self._cluster_signals(now)
             has_objectives = bool(self.objectives.limits or self.objectives.slos)
             open_wfs = {wf for (wf, _ft) in self.groups}
             updates: list[AlertUpdate] = []
@@ -624,7 +655,12 @@ class Pipeline:
                     upd = self._on_finding(ws, f, now, eval_b, close_to)
                     if upd is not None:
                         updates.append(upd)
-                if findings or (ws.name in open_wfs and self._ticks % 6 == 0):
+                sigs = clustered.get(ws.name) if ws.testable_b <= eval_b else None
+                for sig in sigs or ():
+                    upd = self._on_cluster(ws, sig, now, eval_b, close_to)
+                    if upd is not None:
+                        updates.append(upd)
+                if findings or sigs or (ws.name in open_wfs and self._ticks % 6 == 0):
                     for key in [k for k in self.groups if k[0] == ws.name]:
                         updates.extend(self._maintain(self.groups[key], ws, recs, now, eval_b, close_to))
             if self._ticks % 360 == 0:
@@ -657,25 +693,9 @@ class Pipeline:
             gkey = next((k for k in self.groups if k[0] == ws.name), gkey)
         member = (f.series, f.indicator)
         g = self.groups.get(gkey)
-        kind = "evidence"
-        if g is None:
-            r = self.recent.get(gkey)
-            if r is not None and r.resolved_at is not None and now - r.resolved_at <= self.cfg.group_window_s:
-                g = r
-                g.resolved_at = None
-                del self.recent[gkey]
-                self.groups[gkey] = g
-            else:
-                self._gid += 1
-                g = Group(id=self._gid, workflow=ws.name, failure_type=gkey[1], opened_at=now, onset=now,
-                          primary=f.indicator, base_type=gkey[1])
-                self.groups[gkey] = g
-                self.history.append(g)
-                if len(self.history) > 10000:
-                    self.history = self.history[-5000:]
-                kind = "opened"
-        elif member in g.members:
+        if g is not None and member in g.members:
             return None
+        g, kind = self._group_for(ws, gkey, f.indicator, now)
         s.firing[f.indicator] = True
         s.cusum[f.indicator] = 0.0
         onset = self._onset(ws, s, f, eval_b)
@@ -698,6 +718,93 @@ class Pipeline:
         triage = self._triage(g, ws, now, eval_b, suspects=True)
         text = self._update_text(kind, g, alert, triage)
         return AlertUpdate(kind, g.id, ws.name, g.failure_type, now, alert, triage, text)
+
+    def _group_for(self, ws: WorkflowState, gkey: tuple[str, str], indicator: int, now: float) -> tuple[Group, str]:
+        """The open group of `gkey` ("evidence"), a recently resolved one it re-joins, or a new one ("opened")."""
+        g = self.groups.get(gkey)
+        if g is not None:
+            return g, "evidence"
+        r = self.recent.get(gkey)
+        if r is not None and r.resolved_at is not None and now - r.resolved_at <= self.cfg.group_window_s:
+            r.resolved_at = None
+            del self.recent[gkey]
+            self.groups[gkey] = r
+            return r, "evidence"
+        self._gid += 1
+        g = Group(id=self._gid, workflow=ws.name, failure_type=gkey[1], opened_at=now, onset=now,
+                  primary=indicator, base_type=gkey[1])
+        self.groups[gkey] = g
+        self.history.append(g)
+        if len(self.history) > 10000:
+            self.history = self.history[-5000:]
+        return g, "opened"
+
+    def _cluster_signals(self, now: float) -> dict[str, list[ClusterSignal]]:
+        """Cluster the complaint texts that arrived since the last tick; the themes bursting now, by workflow.
+        Only workflows that got new complaints are tested, plus all of them (with pruning) every 60 ticks."""
+        pending, self._complaints = self._complaints, []
+        touched: set[str] = set()
+        if pending:
+            pending.sort(key=lambda x: x[2])
+            for wf, text, t in pending:
+                self.clusterer.add(wf, text, t)
+                touched.add(wf)
+        if self._ticks % 60 == 0:
+            sigs = self.clusterer.signals(now)
+        elif touched:
+            sigs = self.clusterer.signals(now, touched)
+        else:
+            return {}
+        out: dict[str, list[ClusterSignal]] = {}
+        for sig in sigs:
+            out.setdefault(sig.workflow, []).append(sig)
+        return out
+
+    def _on_cluster(self, ws: WorkflowState, sig: ClusterSignal, now: float, eval_b: int,
+                    close_to: int) -> AlertUpdate | None:
+        """A complaint theme bursting: an alert of its own kind, grouped like a complaint-rate finding."""
+        i = _I_COMPL
+        # Complaints are a symptom: a theme confirms an open incident of the workflow rather than open another.
+        gkey = next((k for k in self.groups if k[0] == ws.name), (ws.name, INDICATORS[i].failure_type))
+        member = (_CLUSTER_KEY + sig.cluster_id, i)
+        info = sig.as_dict()
+        g = self.groups.get(gkey)
+        if g is not None and member in g.members:
+            g.clusters[sig.cluster_id] = info  # the latest counts and representatives
+            return None
+        g, kind = self._group_for(ws, gkey, i, now)
+        onset = max(sig.burst_start, ws.first_t)
+        total = round(sig.count_recent / sig.share) if sig.share else sig.count_recent
+        alert = Alert(
+            workflow=ws.name, indicator=CLUSTER_INDICATOR, failure_type=INDICATORS[i].failure_type, breakdown="*",
+            evidence=self._cluster_evidence(sig), onset=onset, fired_at=now, method="complaint cluster",
+            pvalue=sig.p_value,
+            stats={"bad": sig.count_recent, "total": total, "rate": sig.share if sig.share is not None else 0.0,
+                   "baseline": sig.baseline_rate, "window_s": sig.window_s},
+            cluster=info,
+        )
+        new_indicator = i not in g.indicators
+        g.members[member] = now
+        g.clusters[sig.cluster_id] = info
+        g.alerts.append(alert)
+        g.last_elevated = now
+        if kind == "opened" or onset < g.onset:
+            g.onset = onset
+        if kind == "opened" or new_indicator:
+            self._recount(g, ws, close_to)
+        triage = self._triage(g, ws, now, eval_b, suspects=True)
+        text = self._update_text(kind, g, alert, triage)
+        return AlertUpdate(kind, g.id, ws.name, g.failure_type, now, alert, triage, text)
+
+    @staticmethod
+    def _cluster_evidence(sig: ClusterSignal) -> str:
+        terms = ", ".join(t.replace("_", " ") for t in sig.terms[:4])
+        share = ""
+        if sig.share is not None and sig.baseline_share is not None:
+            share = f"; {percent(sig.share)} of the workflow's complaints vs {percent(sig.baseline_share)} before"
+        example = f'; e.g. "{sig.representatives[0]}"' if sig.representatives else ""
+        return (f"complaint cluster [{terms}]: {sig.count_recent} complaints in {sig.window_s / 60:.0f} min vs "
+                f"{sig.baseline_rate:.2f} expected from its baseline{share}; p={sig.p_value:.1e}{example}")
 
     def _onset(self, ws: WorkflowState, s: Series, f: Finding, eval_b: int) -> float:
         p0 = f.baseline
@@ -767,7 +874,8 @@ class Pipeline:
         first = g.alerts[0]
         g.failure_type = refine_failure_type(g.base_type, INDICATORS[g.primary].name, sus)
         t = Triage(failure_type=g.failure_type, severity=sev, harm=harm, suspects=sus, workflows=[ws.name],
-                   indicator=first.indicator, breakdown=first.breakdown, onset=g.onset)
+                   indicator=first.indicator, breakdown=first.breakdown, onset=g.onset,
+                   complaint_clusters=list(g.clusters.values()))
         g.triage = t
         return t
 
@@ -787,7 +895,18 @@ class Pipeline:
         self, g: Group, ws: WorkflowState, recs: dict[str, IntArray], now: float, eval_b: int, close_to: int
     ) -> list[AlertUpdate]:
         elevated = False
+        live: set[str] | None = None
         for key, i in list(g.members):
+            if key.startswith(_CLUSTER_KEY):
+                if live is None:
+                    sigs = self.clusterer.signals(now, [ws.name])
+                    live = {sig.cluster_id for sig in sigs}
+                    for sig in sigs:
+                        if sig.cluster_id in g.clusters:
+                            g.clusters[sig.cluster_id] = sig.as_dict()
+                if key[len(_CLUSTER_KEY):] in live:
+                    elevated = True
+                continue
             s = self._series(ws, key)
             if s is None:
                 continue

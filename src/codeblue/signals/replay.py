@@ -6,6 +6,7 @@ Bad lines are reported with their line numbers and skipped; the replay never abo
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ def incident_dict(g: Group) -> dict[str, Any]:
         "suspects": [{"kind": s.kind, "name": s.name, "version": s.version, "score": s.score, "evidence": s.evidence,
                       "change_id": s.change_id, "from": s.from_, "rollback": s.rollback} for s in t.suspects],
         "resolved_at": g.resolved_at,
+        "complaint_clusters": list(g.clusters.values()),
         "alerts": [{"indicator": a.indicator, "breakdown": a.breakdown, "fired_at": a.fired_at,
                     "evidence": a.evidence, "method": a.method} for a in g.alerts],
     }
@@ -133,12 +135,13 @@ def replay_lines(
 def _run(pipe: Pipeline, res: ReplayResult, lines: Iterable[bytes], pending: list[dict[str, Any]]) -> None:
     res.changes = len(pending)
     ci = 0
-    next_tick = None
+    next_tick = -math.inf
+    started = False
     loads = orjson.loads
     add = pipe._add_dict
     tick = pipe.tick
     n = 0
-    last_t = None
+    last_t = -math.inf
     for n, raw in enumerate(lines, 1):
         try:
             o = loads(raw)
@@ -147,31 +150,28 @@ def _run(pipe: Pipeline, res: ReplayResult, lines: Iterable[bytes], pending: lis
                 continue
             _err(res, n, "", f"not JSON: {exc}")
             continue
-        try:
-            t = o["time"]
-            if type(t) is not float and type(t) is not int:
-                raise TypeError
-        except (TypeError, KeyError):
-            t = None
-        if t is not None:
-            if next_tick is None:
+        t: Any = o.get("time") if type(o) is dict else None
+        tt = type(t)
+        if tt is float or tt is int:
+            if t >= next_tick:
+                if started:
+                    now = (t // FINE_S) * FINE_S - 0.001
+                    while ci < len(pending) and pending[ci]["time"] <= now:
+                        pipe.add_change(pending[ci])
+                        ci += 1
+                    res.updates.extend(tick(now))
+                else:
+                    started = True
+                    res.start = t
                 next_tick = (t // FINE_S + 1) * FINE_S
-                res.start = t
-            elif t >= next_tick:
-                now = (t // FINE_S) * FINE_S - 0.001
-                while ci < len(pending) and pending[ci]["time"] <= now:
-                    pipe.add_change(pending[ci])
-                    ci += 1
-                res.updates.extend(tick(now))
-                next_tick = (t // FINE_S + 1) * FINE_S
-            if last_t is None or t > last_t:
+            if t > last_t:
                 last_t = t
         try:
             add(o, n)
         except EventError as exc:
             _err(res, n, exc.field, exc.reason)
     res.lines = n
-    if last_t is not None:
+    if started:
         while ci < len(pending) and pending[ci]["time"] <= last_t:
             pipe.add_change(pending[ci])
             ci += 1

@@ -92,11 +92,14 @@ class Triage:
     indicator: str = ""
     breakdown: str = "*"
     onset: float = 0.0
+    #: Complaint themes bursting on the incident's workflow (ClusterSignal dicts: terms, counts, representatives).
+    complaint_clusters: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"failure_type": self.failure_type, "severity": self.severity, "harm": self.harm.as_dict(),
                 "suspects": [s.as_dict() for s in self.suspects], "workflows": self.workflows,
-                "indicator": self.indicator, "breakdown": self.breakdown, "onset": self.onset}
+                "indicator": self.indicator, "breakdown": self.breakdown, "onset": self.onset,
+                "complaint_clusters": self.complaint_clusters}
 
 
 #: Config kinds that make a grounding failure an answer-quality failure (the model/prompt said something the

@@ -69,7 +69,7 @@ class LiveDetector:
                     s, rt, title=f"{u.workflow}: {u.alert.indicator} above its baseline",
                     workflows=t.workflows or [u.workflow], severity=t.severity, failure_type=t.failure_type,
                     summary=u.alert.evidence, harm=harm, suspects=suspects, source="detector", actor=ACTOR,
-                    detected_at=u.at, data={"alert": alert},
+                    detected_at=u.at, data=_incident_data({"alert": alert}, t.complaint_clusters),
                 )
                 self.incident_of[u.group] = inc.id
                 incidents.append_entry(s, rt, incident_id=inc.id, kind="triage", actor=ACTOR, text=u.text,
@@ -83,6 +83,10 @@ class LiveDetector:
             hooks.emit("alert.resolved", s=s, rt=rt, alert={**alert, "incident_id": inc_id})
             return
         inc = incidents.get_incident(s, inc_id)
+        if t.complaint_clusters:
+            data = _incident_data(dict(inc.data or {}), t.complaint_clusters)
+            if data != inc.data:
+                inc.data = data
         kind = "evidence" if u.kind in ("evidence", "opened") else "triage"
         incidents.append_entry(s, rt, incident_id=inc_id, kind=kind, actor=ACTOR, text=u.text,
                                data={"triage": t.as_dict(), "alert": alert})
@@ -109,6 +113,16 @@ class LiveDetector:
             except Exception:
                 log.exception("detector could not record %s for %s/%s", u.kind, u.workflow, u.failure_type)
         return updates
+
+
+def _incident_data(data: dict[str, Any], clusters: list[dict[str, Any]]) -> dict[str, Any]:
+    """`incident.data` with the complaint themes of its alert group: terms, counts and representative texts."""
+    if clusters:
+        known = {c.get("cluster_id"): c for c in data.get("complaint_clusters") or []}
+        for c in clusters:
+            known[c["cluster_id"]] = c
+        data["complaint_clusters"] = list(known.values())
+    return data
 
 
 def setup(rt: Runtime) -> list[Job]:
