@@ -148,9 +148,10 @@ def test_two_person_rule_on_a_risk_owner_step(runbook_server: LiveServer, browse
         step = rita.locator("li.step[data-step='pause-refunds'].s-awaiting_approval")
         step.wait_for(timeout=10_000)
         step.get_by_role("button", name="Approve").click()
-        refusal = rita.locator("li.step[data-step='pause-refunds'] .form-msg.err")
-        refusal.wait_for(timeout=10_000)
-        assert "rita asked for step pause-refunds and cannot also approve it (two-person rule)" in refusal.inner_text()
+        why = "rita asked for step pause-refunds and cannot also approve it (two-person rule)"
+        rita.locator("#flash .flash.err", has_text=why).wait_for(timeout=10_000)
+        assert why in rita.locator("li.step[data-step='pause-refunds'] .form-msg.err").inner_text(), \
+            "the refusal is shown next to the button"
 
         olga.goto(url)
         ostep = olga.locator("li.step[data-step='pause-refunds']")

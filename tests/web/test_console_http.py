@@ -304,5 +304,7 @@ def test_pages_ship_everything_themselves(server: LiveServer) -> None:
     for asset, ctype in (("console.css", "text/css"), ("console.js", "text/javascript")):
         r = c.get(f"/console/static/{asset}")
         assert r.status_code == 200 and r.headers["content-type"].startswith(ctype)
+    missing = c.get("/console/incidents/424242")
+    assert missing.status_code == 404 and "no incident 424242" in missing.text.lower().replace("#", "")
     assert c.get("/console/static/..%2Fapi.py").status_code == 404
     assert c.get("/console/static/api.py").status_code == 404

@@ -103,7 +103,12 @@ async def _page(request: Request, rt: Runtime, build: Callable[[User], str]) -> 
         if request.headers.get("x-console-fragment"):
             raise Unauthorized("your console session has ended; log in again")
         return _login_redirect(request)
-    body = await anyio.to_thread.run_sync(build, user)
+    try:
+        body = await anyio.to_thread.run_sync(build, user)
+    except NotFound as exc:
+        if request.headers.get("x-console-fragment"):
+            raise
+        return html(render("error.html.j2", user=user, nav=None, title="Not found", detail=exc.detail), 404)
     return html(body)
 
 

@@ -28,7 +28,12 @@
 
   /* ----- fragments ------------------------------------------------------------------------------ */
 
+  function held(section) {
+    return parseInt(section.getAttribute("data-hold") || "0", 10) > Date.now();
+  }
+
   function busy(section) {
+    if (held(section)) return true;  /* an error was just shown here: let it be read */
     var a = document.activeElement;
     if (a && section.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName)) return true;
     var dirty = false;
@@ -67,7 +72,8 @@
       })
       .then(function (text) {
         if (text === null || text === undefined) return;
-        if (!force && busy(section)) { section.setAttribute("data-stale", "1"); return; }  /* typing began meanwhile */
+        /* typing began meanwhile, or an error was just shown here (even a forced refresh waits for that) */
+        if ((!force && busy(section)) || held(section)) { section.setAttribute("data-stale", "1"); return; }
         var open = [];
         section.querySelectorAll("details").forEach(function (d, i) { if (d.open) open.push(i); });
         section.innerHTML = text;
@@ -140,11 +146,13 @@
   }
 
   function send(form, submitter) {
-    var msg = form.querySelector(".form-msg");
+    var msg = form.querySelector(".form-msg") || (form.parentElement && form.parentElement.querySelector(".form-msg"));
     var data = new FormData(form);
     if (submitter && submitter.name) data.append(submitter.name, submitter.value);
     var buttons = form.querySelectorAll("button");
     buttons.forEach(function (b) { b.disabled = true; });
+    var panel = form.closest("[data-live-src]");
+    if (panel) panel.setAttribute("data-hold", String(Date.now() + 15000));  /* not replaced while in flight */
     form.querySelectorAll("[aria-invalid]").forEach(function (i) { i.removeAttribute("aria-invalid"); });
     fetch(form.action, {
       method: "POST", credentials: "same-origin", body: new URLSearchParams(data),
@@ -156,6 +164,7 @@
       buttons.forEach(function (b) { b.disabled = false; });
       if (res.status === 401) { window.location.href = "/console/login?next=" + encodeURIComponent(location.pathname); return; }
       if (res.ok) {
+        if (panel) panel.removeAttribute("data-hold");
         say(msg, res.body.message || "done", true);
         flashMessage(res.body.message || "done", true);
         form.querySelectorAll("textarea, input:not([type=hidden])").forEach(function (i) {
@@ -168,6 +177,10 @@
         var detail = (res.body && (res.body.detail || res.body.title)) || ("refused (" + res.status + ")");
         say(msg, detail, false);
         flashMessage(detail, false);
+        if (panel) {
+          panel.setAttribute("data-hold", String(Date.now() + 8000));
+          setTimeout(function () { if (panel.getAttribute("data-stale")) refresh(panel, false); }, 8100);
+        }
         var field = res.body && res.body.field;
         if (field) {
           var name = field.indexOf("facts.") === 0 ? "fact_" + field.slice(6) : field;
@@ -177,6 +190,7 @@
       }
     }).catch(function (e) {
       buttons.forEach(function (b) { b.disabled = false; });
+      if (panel) panel.removeAttribute("data-hold");
       say(msg, "could not reach the server: " + e, false);
     });
   }
