@@ -81,7 +81,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.thread.start()
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while not self.server.started:
             if time.time() > deadline or not self.thread.is_alive():
                 raise RuntimeError("server did not start")
@@ -142,7 +142,7 @@ class ServerProcess:
             [sys.executable, "-m", "codeblue.cli.main", "serve", "--port", str(self.port), *self.args],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
-        deadline = time.time() + 30
+        deadline = time.time() + 120  # a cold start imports the whole stack; slow on a busy machine
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 out = self.proc.stdout.read().decode() if self.proc.stdout else ""
