@@ -70,6 +70,8 @@ class DetectConfig:
     #: `cluster_min_count` complaints.
     cluster_alpha: float = 1e-7
     cluster_min_count: int = 8
+    #: ... a theme's baseline is its own history over at most this long (memory: ≤ 960 buckets of 90 s per theme).
+    cluster_horizon_s: float = 86400.0
     cusum_h: float = field(init=False)
     decay: float = field(init=False)
 

@@ -231,7 +231,7 @@ class Pipeline:
         # every tick it grows, on every workflow: the same strict budget as the detector's tests (and ≥ 8
         # complaints in the 15-minute window), and it must grow against the workflow's other complaints too.
         self.clusterer = ComplaintClusterer(relative=True, p_threshold=cfg.cluster_alpha,
-                                            min_count=cfg.cluster_min_count)
+                                            min_count=cfg.cluster_min_count, horizon=cfg.cluster_horizon_s)
         self._complaints: list[tuple[str, str, float]] = []
 
     # ------------------------------------------------------------------ intake
