@@ -164,7 +164,7 @@ class ClusterInfo:
     representatives: tuple[str, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cluster:
     id: str
     first_seen: float
@@ -177,7 +177,7 @@ class _Cluster:
     samples: list[tuple[str, Counter[str] | list[float]]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Workflow:
     first_seen: float
     clusters: dict[str, _Cluster] = field(default_factory=dict)
