@@ -16,8 +16,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(*, stderr: bool = False) -> Console:
+    """A terminal gets its own width; a pipe, a file or CI gets wide tables instead of Rich's 80-column default
+    (which would cut cells short). COLUMNS still wins when set."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal or os.environ.get("COLUMNS"):
+        return probe
+    return Console(stderr=stderr, width=200)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 UrlOpt = typer.Option(None, "--url", envvar="CODEBLUE_URL", help="server URL (default http://127.0.0.1:8600)")
 TokenOpt = typer.Option(None, "--token", envvar="CODEBLUE_TOKEN", help="API token")
