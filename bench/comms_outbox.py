@@ -23,8 +23,6 @@ import contextlib
 import hashlib
 import hmac
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,17 +31,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from common import free_port, postgres_db
 
 SECRET = "bench-signing-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ----- the receiver (runs in a child process) -----------------------------------------------------------
@@ -126,22 +118,6 @@ def receiver(fail_share: float) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def postgres_db(base: str) -> Iterator[str]:
-    import psycopg
-
-    name = "cb_bench_" + secrets.token_hex(4)
-    parts = urlsplit(base.replace("postgresql+psycopg://", "postgresql://"))
-    admin = urlunsplit(parts)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(parts._replace(path="/" + name)).replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # ----- the two runs ---------------------------------------------------------------------------------------

@@ -17,38 +17,16 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def postgres_db(base: str) -> Iterator[str]:
-    import psycopg
-
-    name = "cb_bench_" + secrets.token_hex(4)
-    parts = urlsplit(base.replace("postgresql+psycopg://", "postgresql://"))
-    admin = urlunsplit(parts)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(parts._replace(path="/" + name)).replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from common import free_port, postgres_db
 
 
 def cpu_seconds(pid: int) -> float:
