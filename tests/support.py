@@ -102,12 +102,13 @@ class LiveServer:
                 f"{self.url}/v1/tokens",
                 json={"handle": handle, "roles": list(roles), "email": f"{handle}@example.test"},
                 headers={"Authorization": f"Bearer {self.admin_token}"},
+                timeout=60.0,
             )
             r.raise_for_status()
             self._tokens[key] = r.json()["token"]
         return self._tokens[key]
 
-    def client(self, *roles: str, handle: str | None = None, timeout: float = 30.0) -> httpx.Client:
+    def client(self, *roles: str, handle: str | None = None, timeout: float = 60.0) -> httpx.Client:
         headers = {}
         if roles:
             headers["Authorization"] = f"Bearer {self.token(*roles, handle=handle)}"
@@ -115,7 +116,7 @@ class LiveServer:
 
     def admin(self) -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30.0
+            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=60.0
         )
 
 
@@ -168,4 +169,4 @@ class ServerProcess:
                 self.proc.wait()
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30)
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=60)

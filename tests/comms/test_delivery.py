@@ -118,10 +118,10 @@ def test_webhook_is_signed_and_replays_are_rejected(make_server: MakeServer) -> 
         old = str(int(time.time()) - 3600)
         stale = {"X-Codeblue-Timestamp": old, "X-Codeblue-Signature": signature(SECRET, old, body),
                  "Idempotency-Key": "replayed"}
-        assert httpx.post(recv.url, content=body, headers=stale).status_code == 401
+        assert httpx.post(recv.url, content=body, headers=stale, timeout=30).status_code == 401
         tampered = {"X-Codeblue-Timestamp": ts, "X-Codeblue-Signature": headers["x-codeblue-signature"],
                     "Idempotency-Key": "tampered"}
-        assert httpx.post(recv.url, content=body + b" ", headers=tampered).status_code == 401
+        assert httpx.post(recv.url, content=body + b" ", headers=tampered, timeout=30).status_code == 401
         # A receiver with the wrong secret refuses everything; the sender keeps those messages visible.
         recv.secret = "another-secret"
         enqueue_refund_emails(srv, "webhook:ops", 3)

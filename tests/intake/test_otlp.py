@@ -107,7 +107,7 @@ def test_real_exporter_partial_success_and_auth(server: LiveServer) -> None:
     ])])])
     r = httpx.post(f"{server.url}/v1/traces", content=req.SerializeToString(),
                    headers={"content-type": "application/x-protobuf",
-                            "authorization": f"Bearer {server.token('ingest')}"})
+                            "authorization": f"Bearer {server.token('ingest')}"}, timeout=30)
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-protobuf"
     resp = ExportTraceServiceResponse.FromString(r.content)
     assert resp.partial_success.rejected_spans == 1
@@ -116,11 +116,11 @@ def test_real_exporter_partial_success_and_auth(server: LiveServer) -> None:
     # a viewer token cannot export
     r = httpx.post(f"{server.url}/v1/traces", content=req.SerializeToString(),
                    headers={"content-type": "application/x-protobuf",
-                            "authorization": f"Bearer {server.token('viewer')}"})
+                            "authorization": f"Bearer {server.token('viewer')}"}, timeout=30)
     assert r.status_code == 403
     r = httpx.post(f"{server.url}/v1/traces", content=b"\xff\xff\xff",
                    headers={"content-type": "application/x-protobuf",
-                            "authorization": f"Bearer {server.token('ingest')}"})
+                            "authorization": f"Bearer {server.token('ingest')}"}, timeout=30)
     assert r.status_code == 422
 
 

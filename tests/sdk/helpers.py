@@ -12,7 +12,7 @@ import httpx
 from codeblue.sdk import Guard
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+def wait_for(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
     """Poll `cond` until it returns something truthy; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -211,7 +211,7 @@ def test_stale_when_the_server_dies_and_ready_again_when_it_returns(tmp_path: Pa
         ingest = r.json()["token"]
         r = admin.post("/v1/tokens", json={"handle": "al", "roles": ["responder"], "email": "al@example.test"})
         r.raise_for_status()
-        responder = httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {r.json()['token']}"})
+        responder = httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {r.json()['token']}"}, timeout=30)
         ctl = set_control(responder, "kill_switch", {"workflow": "refund-desk", "action": "issue_refund"})
 
         g = test_guard(srv.url, ingest, tmp_path, stale_after=1.0)
