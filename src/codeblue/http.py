@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 import orjson
@@ -22,6 +22,7 @@ from codeblue.auth.model import Token
 from codeblue.auth.service import Principal, authenticate, digest, require
 from codeblue.errors import CodeblueError, Unauthorized
 from codeblue.runtime import Runtime
+from codeblue.store.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -265,24 +266,18 @@ RiskOwner = Annotated[Principal, Depends(requires("risk_owner"))]
 T = TypeVar("T")
 
 
-def _write_in_thread(rt: Runtime, fn: Callable[[Session], T]) -> T:
-    with rt.db.write() as s:
-        return fn(s)
+GROUP_COMMIT = "store.group_commit"
 
 
-async def run_write(rt: Runtime, fn: Callable[[Session], T]) -> T:
-    """Run `fn(session)` in one write transaction, from an async route.
-
-    On SQLite, when no other writer holds the database, the (short, CPU-only: WAL with synchronous=NORMAL does
-    not fsync on commit) transaction runs right here on the event loop: no thread hop, no worker threads
-    queueing on the write gate. Otherwise — a writer of this process or another holds the database, or the
-    database is PostgreSQL (network round trips) — it runs in a worker thread. Keep `fn` short and free of
-    network I/O: on SQLite it may block the event loop while it runs.
-    """
-    done, result = rt.db.write_if_free(fn)
-    if done:
-        return cast(T, result)
-    return await anyio.to_thread.run_sync(_write_in_thread, rt, fn)
+async def run_write_grouped(rt: Runtime, fn: Callable[[Session], T]) -> T:
+    """Run `fn(session)` in a write transaction from an async route, sharing it with the other grouped writes
+    that arrive meanwhile (group commit, see `codeblue.store.group_commit`): for hot, small, independent
+    writes such as timeline notes. On SQLite the transaction runs on the event loop when the database is free
+    (no thread hop), otherwise in a worker thread: keep `fn` short and free of network I/O."""
+    gc = rt.extras.get(GROUP_COMMIT)
+    if not isinstance(gc, GroupCommit):
+        gc = rt.extras[GROUP_COMMIT] = GroupCommit(rt.db)
+    return await gc.submit(fn)
 
 
 def write_session(rt: Runtime) -> Iterator[Session]:

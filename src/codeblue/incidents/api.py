@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from codeblue.errors import Forbidden, Invalid
-from codeblue.http import RT, ORJSONResponse, Responder, Viewer, run_write
+from codeblue.http import RT, ORJSONResponse, Responder, Viewer, run_write_grouped
 from codeblue.incidents import service
 from codeblue.incidents.model import FAILURE_TYPES, MILESTONES, ROLES, SEVERITIES, STATUSES
 from codeblue.runtime import Runtime
@@ -283,7 +283,7 @@ async def add_note(incident_id: int, request: Request, rt: RT, who: Responder) -
         return service.append_entry(s, rt, incident_id=incident_id, kind="note", text=text,
                                     actor=who.handle).as_dict()
 
-    return _json(await run_write(rt, write), 201)
+    return _json(await run_write_grouped(rt, write), 201)
 
 
 @router.post("/{incident_id}/reports", status_code=201, response_model=None)
