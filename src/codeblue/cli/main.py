@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 from pathlib import Path
@@ -68,9 +69,14 @@ def serve(
             f"(shown once; also saved to {where}, readable only by you)"
         )
     console.print(f"codeblue listening on [bold]http://{settings.host}:{settings.port}[/bold]")
+    web_app = create_app(settings, rt=rt)
+    # Everything built so far (modules, routes, models: ~180k objects) lives as long as the process. Moving it out
+    # of the cyclic collector's reach makes each full collection microseconds instead of 70-230 ms, a pause
+    # every request in flight would otherwise wait out (it set the p99 of timeline appends).
+    gc.collect()
+    gc.freeze()
     # Streams (SSE) stay open; give them a few seconds on shutdown, then close (SDKs resume with Last-Event-ID).
-    uvicorn.run(create_app(settings, rt=rt), host=settings.host, port=settings.port, log_level="warning",
-                timeout_graceful_shutdown=3)
+    uvicorn.run(web_app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=3)
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
