@@ -92,3 +92,27 @@ def test_an_exception_in_a_write_rolls_back_only_that_write(server: LiveServer) 
 def test_max_batch_must_be_positive(server: LiveServer) -> None:
     with pytest.raises(ValueError, match="max_batch"):
         GroupCommit(server.rt.db, max_batch=0)
+
+
+def test_appends_in_one_transaction_survive_a_rolled_back_savepoint(server: LiveServer) -> None:
+    """Later appends in a transaction reuse the head the earlier ones wrote; a savepoint rolled back in between
+    must not leave them chaining onto an entry that no longer exists."""
+    c = server.client("responder", handle="rui")
+    iid = open_incident(c)["id"]
+    with server.rt.db.write() as s:
+        _note(server, iid, "before")(s)
+        try:
+            with s.begin_nested():
+                _note(server, iid, "undone 1")(s)
+                _note(server, iid, "undone 2")(s)
+                raise RuntimeError("roll the savepoint back")
+        except RuntimeError:
+            pass
+        _note(server, iid, "after 1")(s)
+        with s.begin_nested():
+            _note(server, iid, "kept in savepoint")(s)
+        _note(server, iid, "after 2")(s)
+    texts = [e["text"] for e in timeline(c, iid) if e["kind"] == "note"]
+    assert texts == ["before", "after 1", "kept in savepoint", "after 2"]
+    v = verify(c, iid)
+    assert v["ok"] and v["problems"] == [], v

@@ -243,6 +243,7 @@ def _next(rt: Runtime, incident_id: int, count: int, head: str, *, kind: str, te
 def _append_orm(s: Session, rt: Runtime, *, incident_id: int, kind: str, text: str, actor: str,
                 body: dict[str, Any], now: float) -> TimelineEntry:
     """Append when the caller already holds the incident row as an object (status moves, triage, roles)."""
+    _held_heads(s).pop(incident_id, None)
     inc = get_incident(s, incident_id, for_update=True)
     seq, mac, seal = _next(rt, inc.id, inc.chain_count, inc.chain_head, kind=kind, text=text, actor=actor,
                            body=body, now=now)
@@ -254,6 +255,20 @@ def _append_orm(s: Session, rt: Runtime, *, incident_id: int, kind: str, text: s
     s.flush()
     hooks.emit("timeline.appended", s=s, rt=rt, incident=inc, entry=entry)
     return entry
+
+
+def _held_heads(s: Session) -> dict[int, tuple[int, str, float]]:
+    """Chain heads this session's current transaction wrote with the statements below: {incident: (count,
+    head, updated_at)}. A later append to the same incident in the same transaction (group commit puts many in
+    one) holds the row already and knows its head, so it skips the read. Valid only for the innermost
+    transaction that wrote them: a savepoint that ends, a commit or a rollback leaves a new innermost
+    transaction and so an empty cache, and the next append reads the head again."""
+    txn = s.get_nested_transaction() or s.get_transaction()
+    held = s.info.get("incidents.heads")
+    if held is None or held[0] is not txn:
+        held = (txn, {})
+        s.info["incidents.heads"] = held
+    return typing.cast(dict[int, tuple[int, str, float]], held[1])
 
 
 _INC = typing.cast(Table, Incident.__table__)
@@ -308,13 +323,18 @@ def _append_core(s: Session, rt: Runtime, *, incident_id: int, kind: str, text: 
         return _append_core_portable(s, rt, incident_id=incident_id, kind=kind, text=text, actor=actor,
                                      body=body, now=now)
     head_sql, insert_sql, move_sql = sql
+    heads = _held_heads(s)
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.execute(head_sql, (incident_id,))
-        row = cur.fetchone()
-        if row is None:
-            raise NotFound(f"no incident {incident_id}", field="incident_id")
-        count, head, updated = row
+        held = heads.get(incident_id)
+        if held is not None:  # this transaction holds the row (lock) and moved the head itself: no read needed
+            count, head, updated = held
+        else:
+            cur.execute(head_sql, (incident_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise NotFound(f"no incident {incident_id}", field="incident_id")
+            count, head, updated = row
         seq, mac, seal = _next(rt, incident_id, count, head, kind=kind, text=text, actor=actor, body=body,
                                now=now)
         params = (incident_id, seq, now, actor, kind, text, orjson.dumps(body).decode(), mac)
@@ -328,8 +348,12 @@ def _append_core(s: Session, rt: Runtime, *, incident_id: int, kind: str, text: 
             got = cur.fetchone()
             assert got is not None
             entry_id = int(got[0])
+    except BaseException:
+        heads.clear()
+        raise
     finally:
         cur.close()
+    heads[incident_id] = (seq, mac, move[3])
     return _appended(s, rt, entry_id=entry_id, incident_id=incident_id, seq=seq, now=now, actor=actor, kind=kind,
                      text=text, body=body, mac=mac)
 
