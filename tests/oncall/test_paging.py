@@ -210,14 +210,26 @@ def test_escalation_fires_after_timeout_and_stops_on_signed_link(live: tuple[Liv
     payload, sig = path.rsplit("/", 1)[1].split(".")
     forged = service._b64(service._unb64(payload).replace(f"{iid}:".encode(), b"999:", 1))
     assert anon.get(f"/v1/oncall/ack/{forged}.{sig}").status_code == 403
+    assert anon.post(f"/v1/oncall/ack/{forged}.{sig}").status_code == 403
     flipped = sig[:-2] + ("AA" if sig[-2:] != "AA" else "BB")
     r = anon.get(f"/v1/oncall/ack/{payload}.{flipped}")
     assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
     assert anon.get("/v1/oncall/ack/not-a-token").status_code == 403
     assert srv.client("viewer").get(f"/v1/incidents/{iid}").json()["milestones"].get("acknowledged") is None
 
-    # The genuine link acknowledges without an API token.
+    # Fetching the link (a mail scanner, a chat unfurler, a browser opening it) acknowledges nothing: it says
+    # what a POST would acknowledge, and a browser gets a page with the button.
     r = anon.get(path)
+    assert r.status_code == 200, r.text
+    assert r.json()["handle"] == "ian" and r.json()["incident_id"] == iid and r.json()["acknowledged"] is False
+    page = anon.get(path, headers={"accept": "text/html"})
+    assert page.status_code == 200 and "<form method=post>" in page.text and "Acknowledge as ian" in page.text
+    assert srv.client("viewer").get(f"/v1/incidents/{iid}").json()["milestones"].get("acknowledged") is None
+    assert srv.client("viewer").get("/v1/oncall/escalations", params={"incident_id": iid}).json()[0][
+        "state"] != "acknowledged"
+
+    # The genuine link acknowledges without an API token when POSTed (the page's button).
+    r = anon.post(path)
     assert r.status_code == 200, r.text
     assert r.json()["handle"] == "ian" and r.json()["already_acknowledged"] is False
     got = srv.client("viewer").get(f"/v1/incidents/{iid}").json()
@@ -231,8 +243,10 @@ def test_escalation_fires_after_timeout_and_stops_on_signed_link(live: tuple[Liv
     escalate(srv)
     assert len(outbox(srv, iid)) == n
     # A second click is harmless; a browser gets a page, not JSON.
-    r = anon.get(path, headers={"accept": "text/html"})
+    r = anon.post(path, headers={"accept": "text/html"})
     assert r.status_code == 200 and "already acknowledged" in r.text
+    r = anon.get(path, headers={"accept": "text/html"})
+    assert r.status_code == 200 and "already acknowledged" in r.text and "<form" not in r.text
 
 
 def test_expired_link_is_refused(live: tuple[LiveServer, ManualClock]) -> None:
@@ -242,6 +256,8 @@ def test_expired_link_is_refused(live: tuple[LiveServer, ManualClock]) -> None:
     path = msg.data["ack_url"].removeprefix("https://cb.example.test")
     clock.advance(srv.settings.oncall_ack_ttl + 1)
     r = srv.client().get(path)
+    assert r.status_code == 403 and "expired" in r.json()["detail"]
+    r = srv.client().post(path)
     assert r.status_code == 403 and "expired" in r.json()["detail"]
     assert srv.client("viewer").get(f"/v1/incidents/{inc['id']}").json()["milestones"].get("acknowledged") is None
 
@@ -397,7 +413,7 @@ def test_pages_arrive_by_real_smtp_and_the_link_in_the_mail_acknowledges(tmp_pat
             assert "You drive diagnosis and mitigation" in text
             m = re.search(r"https://cb\.example\.test(/v1/oncall/ack/[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)", text)
             assert m is not None, text
-            r = srv.client().get(m.group(1))
+            r = srv.client().post(m.group(1))
             assert r.status_code == 200 and r.json()["handle"] == "ian"
             esc = srv.client("viewer").get("/v1/oncall/escalations", params={"incident_id": inc["id"]}).json()
             assert esc[0]["state"] == "acknowledged"

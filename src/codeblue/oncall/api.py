@@ -201,13 +201,13 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in accept and "application/json" not in accept
 
 
-def _html(title: str, message: str, status: int) -> HTMLResponse:
+def _html(title: str, message: str, status: int, *, extra: str = "") -> HTMLResponse:
     doc = (
         "<!doctype html><html lang=en><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
         f"<title>{html.escape(title)}</title>"
         "<body style='font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem'>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{extra}</body></html>"
     )
     return HTMLResponse(doc, status_code=status, headers={"Cache-Control": "no-store"})
 
@@ -231,12 +231,35 @@ def _ack(token: str, request: Request, rt: RT) -> Any:
 
 @router.get("/ack/{token}", response_model=None)
 def ack_link(token: str, request: Request, rt: RT) -> dict[str, Any] | Response:
-    """Acknowledge an incident from the signed link in a page (no API token; forged or expired links are refused)."""
-    result: dict[str, Any] | Response = _ack(token, request, rt)
-    return result
+    """What the signed link in a page would acknowledge; acknowledging takes a POST to the same URL.
+
+    A GET never acknowledges: mail security scanners and chat unfurlers fetch links in messages on their own,
+    and an acknowledgement made by one would stop escalation with nobody looking. A browser gets a page with
+    one button that POSTs; forged or expired links are refused (403) either way.
+    """
+    try:
+        with rt.db.read() as s:
+            out = service.describe_ack_token(s, rt, token=token)
+    except CodeblueError as exc:
+        if _wants_html(request):
+            return _html(exc.title, exc.detail, exc.status)
+        raise
+    if not _wants_html(request):
+        return {**out, "acknowledge": "POST this URL to acknowledge"}
+    if out["acknowledged"]:
+        return _html("Already acknowledged",
+                     f"Incident #{out['incident_id']} ({out['title']}) was already acknowledged by "
+                     f"{out['acknowledged_by']}.", 200)
+    button = (f"<form method=post><button type=submit style='font-size:1.2rem;padding:.6rem 1.2rem'>"
+              f"Acknowledge as {html.escape(out['handle'])}</button></form>")
+    return _html("Acknowledge this page?",
+                 f"Incident #{out['incident_id']} ({out['severity']}): {out['title']}. Acknowledging stops "
+                 f"escalation and tells the team you are on it.", 200, extra=button)
 
 
 @router.post("/ack/{token}", response_model=None)
 def ack_link_post(token: str, request: Request, rt: RT) -> dict[str, Any] | Response:
+    """Acknowledge an incident from the signed link in a page (no API token; forged or expired links are
+    refused). A second acknowledgement is harmless: the answer says who acknowledged first."""
     result: dict[str, Any] | Response = _ack(token, request, rt)
     return result

@@ -310,6 +310,20 @@ def ack_url(rt: Runtime, token: str) -> str:
     return f"{rt.settings.base_url.rstrip('/')}/v1/oncall/ack/{token}"
 
 
+def describe_ack_token(s: Session, rt: Runtime, *, token: str) -> dict[str, Any]:
+    """What a genuine, unexpired link would acknowledge, without acknowledging anything (the link's GET)."""
+    from codeblue.incidents import service as incidents
+
+    incident_id, handle, exp = read_ack_token(rt, token)
+    inc = incidents.get_incident(s, incident_id).as_dict()
+    return {
+        "incident_id": incident_id, "title": inc["title"], "severity": inc["severity"], "handle": handle,
+        "acknowledged": inc["milestones"].get("acknowledged") is not None,
+        "acknowledged_by": inc.get("acknowledged_by"), "acknowledged_at": inc["milestones"].get("acknowledged"),
+        "status": inc["status"], "link_expires_at": exp,
+    }
+
+
 def acknowledge_by_token(s: Session, rt: Runtime, *, token: str) -> dict[str, Any]:
     from codeblue.incidents import service as incidents
 
