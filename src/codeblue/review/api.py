@@ -97,8 +97,10 @@ def _materialise(rt: Runtime, incident_id: int, actor: str, *, rebuild: bool) ->
             return
     try:
         with rt.db.write() as s:
-            if rebuild or audit.get_queue(s, incident_id) is None:
+            if rebuild:
                 audit.build(s, rt, incident_id=incident_id, actor=actor)
+            else:  # waits for a build another request is finishing instead of repeating it
+                audit.ensure(s, rt, incident_id=incident_id, actor=actor)
     except IntegrityError:  # another request materialised it at the same moment (PostgreSQL)
         if rebuild:
             raise
@@ -117,6 +119,14 @@ def audit_page(
     category: Category | None = None,
 ) -> Response:
     """The audit queue of served answers, riskiest first (materialised on first open)."""
+    if cursor is None and category is None and state in (None, "pending"):
+        with rt.db.read() as s:
+            incidents.get_incident(s, incident_id)
+            fresh = audit.get_queue(s, incident_id) is None
+        if fresh:  # first open: page 1 as soon as it is ranked and written, the rest of the queue follows
+            first = audit.open_first_page(rt, incident_id=incident_id, actor=p.handle, limit=limit)
+            if first is not None:
+                return ORJSONResponse(first)
     _ensure_queue(rt, incident_id, p.handle)
     with rt.db.read() as s:
         out = audit.page(s, incident_id=incident_id, limit=limit, cursor=cursor,

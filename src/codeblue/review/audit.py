@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import orjson
@@ -36,6 +39,8 @@ from codeblue.incidents.model import Incident
 from codeblue.review.model import CATEGORIES, REVIEW_STATES, TIERS, AuditItem, AuditQueue
 from codeblue.runtime import Runtime
 from codeblue.signals.model import EventVersion
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE = 500
 MAX_NOTE = 20_000
@@ -147,44 +152,49 @@ def _amount_fields(rt: Runtime) -> list[str]:
 
 def _sql_parts(dialect: str, fields: list[str]) -> dict[str, str]:
     """Dialect SQL for the classification and weights (mirrors `classify`/`score`), over a row `w` with the
-    event columns and its JSON body as text (`w.body`)."""
+    event columns and its JSON body as text (`w.body`); on PostgreSQL also `j`, the body's top-level values
+    (see `pg_record`)."""
     if dialect == "postgresql":
-        # `w.b` is the body parsed once (jsonb), and only for rows a cheap substring guard selects (see
-        # `pg_guard`); NULL elsewhere, where every expression below is then false or NULL.
-        b = "w.b"
-        tgt = f"({b}->>'target')"
-        auth = (f"COALESCE(jsonb_exists(CASE WHEN jsonb_typeof({b}->'authorized_targets') = 'array' "
-                f"THEN {b}->'authorized_targets' END, {tgt}), false)")
+        # `j` holds the body's top-level values as json, parsed once with `json_to_record` and only for rows a
+        # cheap substring guard selects (see `pg_guard`); its columns are NULL elsewhere, where every
+        # expression below is then false or NULL. (json_to_record is about twice as cheap as a jsonb parse,
+        # and the json processing functions take the last of duplicate keys, as jsonb does.)
+        tgt = "(j.target #>> '{}')"
+        auth = ("COALESCE(json_typeof(j.authorized_targets) = 'array' AND EXISTS (SELECT 1 FROM "
+                f"json_array_elements(j.authorized_targets) t WHERE json_typeof(t) = 'string' AND t #>> '{{}}' = {tgt}), "
+                "false)")
 
         def is_bool(path: str, val: str) -> str:
-            return f"(jsonb_typeof({b}->'{path}') = 'boolean' AND {b}->>'{path}' = '{val}')"
+            return f"(json_typeof({_pg_col(path)}) = 'boolean' AND {_pg_col(path)}::text = '{val}')"
 
         def num(expr: str) -> str:
-            return f"CASE WHEN jsonb_typeof({expr}) = 'number' THEN abs(({expr})::text::float8) END"
+            return f"CASE WHEN json_typeof({expr}) = 'number' THEN abs(({expr})::text::float8) END"
 
-        amounts = [num(f"{b}->'{f}'") for f in fields] + [num(f"{b}->'attributes'->'{f}'") for f in fields]
-        fallback = f"COALESCE({b}->>'fallback', '') <> ''"
+        amounts = ([num(_pg_col(f)) for f in fields]
+                   + [f"CASE WHEN json_typeof(j.attributes) = 'object' THEN {num(f'(j.attributes -> {_sql_str(f)})')} END"
+                      for f in fields])
+        fallback = "COALESCE(json_typeof(j.fallback) = 'string' AND j.fallback #>> '{}' <> '', false)"
         log10 = "log"
         least = "LEAST"
     else:
         tgt = "json_extract(w.body, '$.target')"
         auth = f"EXISTS (SELECT 1 FROM json_each(w.body, '$.authorized_targets') j WHERE j.value = {tgt})"
 
-        # Bodies are compact JSON written by intake (orjson: `"key":value`, no spaces; `\\:` is a literal colon in text()), so a LIKE on the key
-        # and value is a cheap guard that spares parsing the JSON of the many rows that cannot match; the
-        # JSON function then confirms (a nested key of the same name does not count).
+        # Bodies are compact JSON written by intake (orjson: `"key":value`, no spaces; `\\:` is a literal colon in
+        # text()), so finding the key and value is a cheap guard that spares parsing the JSON of the many rows
+        # that cannot match; the JSON function then confirms (a nested key of the same name does not count).
         def is_bool(path: str, val: str) -> str:
-            return f"(w.body LIKE '%\"{path}\"\\:{val}%' AND json_type(w.body, '$.{path}') = '{val}')"
+            return f"(instr(w.body, '\"{path}\"\\:{val}') > 0 AND json_type(w.body, '$.{path}') = '{val}')"
 
         def num(expr: str) -> str:
             return (f"CASE WHEN json_type(w.body, '{expr}') IN ('integer', 'real') "
                     f"THEN abs(json_extract(w.body, '{expr}')) END")
 
-        guard = " OR ".join(f"w.body LIKE '%\"{f}\"\\:%'" for f in fields)
+        guard = " OR ".join(f"instr(w.body, '\"{f}\"\\:') > 0" for f in fields)
         amounts = [f"CASE WHEN {guard} THEN COALESCE("
                    + ", ".join([num(f"$.{f}") for f in fields] + [num(f"$.attributes.{f}") for f in fields])
                    + ") END"]
-        fallback = ("(w.body LIKE '%\"fallback\"\\:\"%' AND "
+        fallback = ("(instr(w.body, '\"fallback\"\\:\"') > 0 AND "
                     "COALESCE(json_extract(w.body, '$.fallback'), '') <> '')")
         log10 = "log10"
         least = "min"
@@ -202,116 +212,252 @@ def _sql_parts(dialect: str, fields: list[str]) -> dict[str, str]:
             "tier": tier, "log10": log10, "least": least}
 
 
-def pg_guard(fields: list[str]) -> str:
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _pg_col(key: str) -> str:
+    return f'j."{key}"'
+
+
+def pg_record(fields: list[str]) -> str:
+    """The column list of `json_to_record` for the keys the ranking reads (all as json, so types stay visible)."""
+    keys = list(dict.fromkeys(["target", "authorized_targets", "args_valid", "grounded", "refusal", "fallback",
+                               *fields, "attributes"]))
+    return ", ".join(f'"{k}" json' for k in keys)
+
+
+def pg_guard(fields: list[str], row: str = "e") -> str:
     """Rows whose body may hold something the ranking reads (bodies are compact JSON, see `_sql_parts`)."""
-    keys = ['"grounded"\\:false', '"refusal"\\:true', '"fallback"\\:"'] + [f'"{f}"\\:' for f in fields]
-    return "e.kind IN ('action', 'tool_call') OR " + " OR ".join(f"strpos(e.body, '{k}') > 0" for k in keys)
+    keys = ['"args_valid"\\:false', '"grounded"\\:false', '"refusal"\\:true', '"fallback"\\:"'] + [f'"{f}"\\:' for f in fields]
+    return f"{row}.kind = 'action' OR " + " OR ".join(f"strpos({row}.body, '{k}') > 0" for k in keys)
+
+
+#: The ranked window of the build in progress (a temporary table of the building connection, dropped at the end).
+_RANKED = "audit_ranked"
+
+
+class _Build:
+    """One materialisation in progress: the window is ranked into a temporary table once, then written into
+    `audit_items` in rank order, in as many parts as the caller wants (all inside one transaction)."""
+
+    def __init__(self, s: Session, rt: Runtime, incident_id: int, actor: str) -> None:
+        self.s, self.rt, self.incident_id, self.actor = s, rt, incident_id, actor
+        self.pg = s.get_bind().dialect.name == "postgresql"
+        self.written = 0
+        self.items = 0
+        self.kept: dict[int, tuple[str, str | None, str, float | None, Any]] = {}
+        self.q: AuditQueue | None = None
+        self.has_ranked = False
+
+    def rank(self) -> int:
+        """Select the window, rank it into the temporary table; returns how many items the queue will hold."""
+        s, rt, incident_id = self.s, self.rt, self.incident_id
+        inc = incidents.get_incident(s, incident_id, for_update=True)
+        now = float(rt.clock.now())
+        self.now = now
+        since, until = window(inc, rt, now)
+        susp = suspect_versions(inc)
+        sets = sorted(_suspect_sets(s, susp))
+        own = list(inc.workflows or [])
+        # other workflows a suspect change touched contribute only the events the suspect versions served
+        extra = suspect_workflows(s, inc) if sets else []
+        workflows = own + extra
+        cap = max(1, int(rt.settings.review_audit_max_candidates))
+        fields = _amount_fields(rt)
+        parts = _sql_parts("postgresql" if self.pg else "sqlite", fields)
+        set_list = ", ".join(str(int(x)) for x in sets) or "NULL"
+        params: dict[str, Any] = {"a": since, "b": until, "cb": until + 3600.0, "n": cap}
+
+        selects: list[str] = []
+        scanned = 0
+        truncated = False
+        whole: list[str] = []  # own workflows whose whole window is in `e` (complaints included)
+        rest: list[str] = []
+        count_sql = text("SELECT count(*) FROM (SELECT 1 FROM events WHERE workflow = :w AND time >= :a "
+                         "AND time < :b LIMIT :n) x")
+        for i, wf in enumerate(workflows):
+            params[f"w{i}"] = wf
+            n = int(s.execute(count_sql, {"w": wf, "a": since, "b": until, "n": cap + 1}).scalar_one())
+            truncated = truncated or n > cap
+            scanned += min(n, cap)
+            only = "" if wf in own else f" AND version_set IN ({set_list})"
+            # under the bound the whole window is taken, in any order; over it, the earliest `cap` events
+            bound = " ORDER BY time, id LIMIT :n" if n > cap else ""
+            selects.append("SELECT * FROM (SELECT id, time, workflow, kind, subject, trace_id, status, version_set, "
+                           f"body FROM events WHERE workflow = :w{i} AND time >= :a AND time < :b{only}{bound}) e{i}")
+            (whole if wf in own and n <= cap else rest).append(f":w{i}")
+
+        for ev_id, state, reviewer, note, at, evidence in s.execute(
+            select(AuditItem.event_id, AuditItem.state, AuditItem.reviewer, AuditItem.note, AuditItem.reviewed_at,
+                   AuditItem.evidence).where(AuditItem.incident_id == incident_id, AuditItem.state != "pending")
+        ):
+            self.kept[int(ev_id)] = (state, reviewer, note, at, evidence)
+        s.execute(delete(AuditItem).where(AuditItem.incident_id == incident_id))
+        s.execute(text(f"DROP TABLE IF EXISTS {'pg_temp.' if self.pg else 'temp.'}{_RANKED}"))
+
+        items = 0
+        if workflows:
+            suspect = f"(w.version_set IN ({set_list}))" if sets else "false"
+            # complaints about the window's traces: those inside the window come with it; beyond it (up to an
+            # hour after), or for workflows not wholly in `e`, they are looked up through the index
+            compl: list[str] = []
+            if whole:
+                compl.append(f"SELECT trace_id FROM e WHERE kind = 'complaint' AND workflow IN ({', '.join(whole)})")
+                compl.append(f"SELECT trace_id FROM events WHERE workflow IN ({', '.join(whole)}) "
+                             "AND kind = 'complaint' AND time >= :b AND time < :cb")
+            if rest:
+                compl.append(f"SELECT trace_id FROM events WHERE workflow IN ({', '.join(rest)}) "
+                             "AND kind = 'complaint' AND time >= :a AND time < :cb")
+            complaints = " UNION ALL ".join(compl)
+            score = (f"({parts['tier']}) * 100.0"
+                     f" + CASE WHEN c.amount > 0 THEN {parts['least']}(10.0 * {parts['log10']}(1.0 + c.amount), 60.0)"
+                     " ELSE 0 END + CASE WHEN c.suspect THEN 20 ELSE 0 END + CASE WHEN c.complained THEN 15 ELSE 0 END"
+                     " - CASE WHEN c.fallback THEN 5 ELSE 0 END")
+            union = " UNION ALL ".join(selects)
+            if self.pg:
+                source = (f"e w LEFT JOIN LATERAL json_to_record(CASE WHEN {pg_guard(fields, 'w')} "
+                          f"THEN w.body::json END) AS j({pg_record(fields)}) ON true")
+            else:
+                source = "e w"
+            # MATERIALIZED: each per-event expression is computed once (a flattened subquery would repeat them
+            # wherever the outer query refers to the column).
+            ranked = (
+                f"WITH e AS MATERIALIZED ({union}), "
+                f"cm AS MATERIALIZED (SELECT trace_id FROM ({complaints}) k WHERE trace_id IS NOT NULL), "
+                "c AS MATERIALIZED ("
+                "SELECT w.id, w.time, w.workflow, w.kind, w.subject, w.trace_id, "
+                f"{parts['category']} AS category, {parts['amount']} AS amount, {parts['fallback']} AS fallback, "
+                f"w.trace_id IN (SELECT trace_id FROM cm) AS complained, {suspect} AS suspect "
+                f"FROM {source} WHERE w.kind <> 'complaint'), "
+                f"x AS MATERIALIZED (SELECT c.*, {score} AS score FROM c) "
+                "SELECT ROW_NUMBER() OVER (ORDER BY x.score DESC, x.time, x.id) AS rank, x.id, x.score, x.category, "
+                "x.suspect, x.complained, x.time, x.workflow, x.kind, x.subject, x.trace_id, x.amount FROM x"
+            )
+            if self.pg:
+                # a few thousand rows: parallel workers cost more to start than they save on a busy machine
+                s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+                # the window's rows (bodies included) are materialised once; in memory, not spilled to disk
+                s.execute(text("SET LOCAL work_mem = '64MB'"))
+                s.execute(text(f"CREATE TEMP TABLE {_RANKED} ON COMMIT DROP AS {ranked}"), params)
+            else:
+                s.execute(text(f"CREATE TEMP TABLE {_RANKED} AS {ranked}"), params)
+            items = int(s.execute(text(f"SELECT count(*) FROM {_RANKED}")).scalar_one())
+        self.items = items
+        self.meta = (since, until, workflows, susp, scanned, truncated)
+        self.has_ranked = bool(workflows)
+        return items
+
+    def write(self, upto: int | None = None) -> None:
+        """Write the ranked items up to rank `upto` (all when None) into `audit_items`."""
+        if not self.has_ranked:
+            return
+        hi = self.items if upto is None else min(upto, self.items)
+        if hi <= self.written:
+            return
+        reasons = (f"'[' || CASE WHEN r.suspect THEN '\"{SUSPECT}\"' ELSE '' END"
+                   " || CASE WHEN r.suspect AND r.complained THEN ',' ELSE '' END"
+                   f" || CASE WHEN r.complained THEN '\"{COMPLAINED}\"' ELSE '' END || ']'")
+        if self.pg:
+            reasons = f"({reasons})::json"
+        self.s.execute(text(
+            "INSERT INTO audit_items (incident_id, rank, event_id, score, category, reasons, time, workflow, kind, "
+            "subject, trace_id, amount, state, reviewer, note, reviewed_at, evidence) "
+            f"SELECT :iid, r.rank, r.id, r.score, r.category, {reasons}, r.time, r.workflow, r.kind, r.subject, "
+            f"r.trace_id, r.amount, 'pending', NULL, '', NULL, NULL FROM {_RANKED} r "
+            "WHERE r.rank > :lo AND r.rank <= :hi ORDER BY r.rank"), {"iid": self.incident_id, "lo": self.written, "hi": hi})
+        self.written = hi
+
+    def queue(self) -> AuditQueue:
+        """The queue's record (complete once the items are written; `finish` flushes it)."""
+        s = self.s
+        q = self.q or s.get(AuditQueue, self.incident_id)
+        if q is None:
+            q = AuditQueue(incident_id=self.incident_id)
+            s.add(q)
+        self.q = q
+        since, until, workflows, susp, scanned, truncated = self.meta
+        q.since, q.until, q.workflows, q.suspect_versions = since, until, workflows, susp
+        q.items, q.scanned, q.truncated, q.built_at, q.built_by = self.items, scanned, truncated, self.now, self.actor
+        return q
+
+    def finish(self) -> AuditQueue:
+        """Write what is left, restore the reviews already made (by event), record the queue."""
+        s = self.s
+        self.write()
+        if self.has_ranked:
+            s.execute(text(f"DROP TABLE IF EXISTS {_RANKED}"))
+        for ev_id, (state, reviewer, note, at, evidence) in self.kept.items():
+            s.execute(update(AuditItem).where(AuditItem.incident_id == self.incident_id, AuditItem.event_id == ev_id)
+                      .values(state=state, reviewer=reviewer, note=note, reviewed_at=at, evidence=evidence))
+        q = self.queue()
+        s.flush()
+        return q
 
 
 def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueue:
-    """(Re)materialise the incident's audit queue: one INSERT … SELECT that selects the window's events through
-    the (workflow, time) index (bounded per workflow), classifies, weighs and ranks them in SQL; reviews already
+    """(Re)materialise the incident's audit queue: select the window's events through the (workflow, time) index
+    (bounded per workflow), classify, weigh and rank them in SQL, write the ranked items; reviews already
     recorded are kept (by event)."""
-    inc = incidents.get_incident(s, incident_id, for_update=True)
-    now = float(rt.clock.now())
-    since, until = window(inc, rt, now)
-    susp = suspect_versions(inc)
-    sets = sorted(_suspect_sets(s, susp))
-    own = list(inc.workflows or [])
-    # other workflows a suspect change touched contribute only the events the suspect versions served
-    extra = suspect_workflows(s, inc) if sets else []
-    workflows = own + extra
-    cap = max(1, int(rt.settings.review_audit_max_candidates))
-    dialect = s.get_bind().dialect.name
-    pg = dialect == "postgresql"
-    parts = _sql_parts(dialect, _amount_fields(rt))
-    set_list = ", ".join(str(int(x)) for x in sets) or "NULL"
-    params: dict[str, Any] = {"a": since, "b": until, "cb": until + 3600.0, "n": cap, "iid": incident_id}
-
-    selects: list[str] = []
-    scanned = 0
-    truncated = False
-    count_sql = text("SELECT count(*) FROM (SELECT 1 FROM events WHERE workflow = :w AND time >= :a AND time < :b "
-                     "LIMIT :n) x")
-    for i, wf in enumerate(workflows):
-        params[f"w{i}"] = wf
-        n = int(s.execute(count_sql, {"w": wf, "a": since, "b": until, "n": cap + 1}).scalar_one())
-        truncated = truncated or n > cap
-        scanned += min(n, cap)
-        only = "" if wf in own else f" AND version_set IN ({set_list})"
-        selects.append("SELECT * FROM (SELECT id, time, workflow, kind, subject, trace_id, status, version_set, body "
-                       f"FROM events WHERE workflow = :w{i} AND time >= :a AND time < :b{only} "
-                       f"ORDER BY time, id LIMIT :n) e{i}")
-    complaint_wfs = ", ".join(f":w{i}" for i in range(len(workflows)))
-
-    kept: dict[int, tuple[str, str | None, str, float | None, Any]] = {}
-    for ev_id, state, reviewer, note, at, evidence in s.execute(
-        select(AuditItem.event_id, AuditItem.state, AuditItem.reviewer, AuditItem.note, AuditItem.reviewed_at,
-               AuditItem.evidence).where(AuditItem.incident_id == incident_id, AuditItem.state != "pending")
-    ):
-        kept[int(ev_id)] = (state, reviewer, note, at, evidence)
-    s.execute(delete(AuditItem).where(AuditItem.incident_id == incident_id))
-
-    items = 0
-    if workflows:
-        suspect = f"(w.version_set IN ({set_list}))" if sets else "false"
-        compl = (f"w.trace_id IN (SELECT trace_id FROM events WHERE workflow IN ({complaint_wfs}) "
-                 "AND kind = 'complaint' AND time >= :a AND time < :cb AND trace_id IS NOT NULL)")
-        score = (f"({parts['tier']}) * 100.0"
-                 f" + CASE WHEN c.amount > 0 THEN {parts['least']}(10.0 * {parts['log10']}(1.0 + c.amount), 60.0)"
-                 " ELSE 0 END + CASE WHEN c.suspect THEN 20 ELSE 0 END + CASE WHEN c.complained THEN 15 ELSE 0 END"
-                 " - CASE WHEN c.fallback THEN 5 ELSE 0 END")
-        reasons = (f"'[' || CASE WHEN x.suspect THEN '\"{SUSPECT}\"' ELSE '' END"
-                   " || CASE WHEN x.suspect AND x.complained THEN ',' ELSE '' END"
-                   f" || CASE WHEN x.complained THEN '\"{COMPLAINED}\"' ELSE '' END || ']'")
-        if pg:
-            reasons = f"({reasons})::json"
-        # MATERIALIZED: each per-event expression is computed once (a flattened subquery would repeat them
-        # wherever the outer query refers to the column).
-        union = " UNION ALL ".join(selects)
-        if pg:
-            head = (f"WITH w AS MATERIALIZED (SELECT e.*, CASE WHEN {pg_guard(_amount_fields(rt))} "
-                    f"THEN e.body::jsonb END AS b FROM ({union}) e WHERE e.kind <> 'complaint'), ")
-            source = "w"
-        else:
-            head = "WITH "
-            source = f"({union}) w WHERE w.kind <> 'complaint'"
-        sql = (
-            head + "c AS MATERIALIZED ("
-            "SELECT w.id, w.time, w.workflow, w.kind, w.subject, w.trace_id, "
-            f"{parts['category']} AS category, {parts['amount']} AS amount, {parts['fallback']} AS fallback, "
-            f"{compl} AS complained, {suspect} AS suspect "
-            f"FROM {source}), "
-            f"x AS MATERIALIZED (SELECT c.*, {score} AS score FROM c) "
-            "INSERT INTO audit_items (incident_id, rank, event_id, score, category, reasons, time, workflow, kind, "
-            "subject, trace_id, amount, state, reviewer, note, reviewed_at, evidence) "
-            "SELECT :iid, ROW_NUMBER() OVER (ORDER BY x.score DESC, x.time, x.id), x.id, x.score, x.category, "
-            f"{reasons}, x.time, x.workflow, x.kind, x.subject, x.trace_id, x.amount, 'pending', NULL, '', NULL, NULL "
-            "FROM x"
-        )
-        res = s.execute(text(sql), params)
-        items = int(getattr(res, "rowcount", 0) or 0)
-    for ev_id, (state, reviewer, note, at, evidence) in kept.items():
-        s.execute(update(AuditItem).where(AuditItem.incident_id == incident_id, AuditItem.event_id == ev_id)
-                  .values(state=state, reviewer=reviewer, note=note, reviewed_at=at, evidence=evidence))
-    if items <= 0 and workflows:
-        items = int(s.scalar(select(func.count()).select_from(AuditItem)
-                             .where(AuditItem.incident_id == incident_id)) or 0)
-    q = s.get(AuditQueue, incident_id)
-    if q is None:
-        q = AuditQueue(incident_id=incident_id)
-        s.add(q)
-    q.since, q.until, q.workflows, q.suspect_versions = since, until, workflows, susp
-    q.items, q.scanned, q.truncated, q.built_at, q.built_by = items, scanned, truncated, now, actor
-    s.flush()
-    return q
+    b = _Build(s, rt, incident_id, actor)
+    b.rank()
+    return b.finish()
 
 
 def ensure(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueue:
+    """The incident's queue, materialised now unless it is already. The incident is locked before the queue is
+    looked for, so a build that another transaction is finishing is waited for, not repeated."""
+    q = get_queue(s, incident_id)
+    if q is not None:
+        return q
+    incidents.get_incident(s, incident_id, for_update=True)
     q = get_queue(s, incident_id)
     if q is not None:
         return q
     return build(s, rt, incident_id=incident_id, actor=actor)
+
+
+def open_first_page(rt: Runtime, *, incident_id: int, actor: str, limit: int = 50, timeout: float = 300.0,
+                    done: threading.Event | None = None) -> dict[str, Any] | None:
+    """First open of an audit that has no queue yet: rank the window, write the first page's items, and return
+    that page (with the queue's record) while the rest of the queue is written, in the same transaction, by
+    a worker thread. Returns None when the queue was materialised meanwhile (read it as usual).
+
+    Nothing else sees the queue before that transaction commits: another open or a review of the incident
+    locks the incident first (`ensure`, `review`), so it waits for the commit; the ids and ranks of the items
+    on the page returned are those committed, so the next page (cursor = rank) continues it exactly. `done`,
+    when given, is set once the worker has finished (committed or failed).
+    """
+    if limit < 1 or limit > MAX_PAGE:
+        raise Invalid(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    handed: Future[dict[str, Any] | None] = Future()
+
+    def work() -> None:
+        try:
+            with rt.db.write() as s:
+                incidents.get_incident(s, incident_id, for_update=True)
+                if get_queue(s, incident_id) is not None:
+                    handed.set_result(None)
+                    return
+                b = _Build(s, rt, incident_id, actor)
+                b.rank()
+                b.write(limit + 1)  # one more than the page: the page knows whether there is a next one
+                out = page(s, incident_id=incident_id, limit=limit)
+                out["queue"] = b.queue().as_dict()
+                handed.set_result(out)
+                b.finish()
+        except BaseException as exc:
+            if not handed.done():
+                handed.set_exception(exc)
+            else:
+                log.exception("audit: the queue of incident %s could not be written after its first page was "
+                              "served; the next open builds it again", incident_id)
+        finally:
+            if done is not None:
+                done.set()
+
+    threading.Thread(target=work, name=f"audit-build-{incident_id}", daemon=True).start()
+    return handed.result(timeout=timeout)
 
 
 # ----- reading ---------------------------------------------------------------------------------------------
@@ -432,7 +578,8 @@ def review(s: Session, rt: Runtime, *, incident_id: int, item_id: int, state: st
         raise Invalid(f"state must be one of {', '.join(REVIEW_STATES)}; got {state!r}", field="state")
     if not isinstance(note, str) or len(note) > MAX_NOTE:
         raise Invalid(f"note must be a string of at most {MAX_NOTE} characters", field="note")
-    incidents.get_incident(s, incident_id)
+    # locked: a review waits for a queue that is still being written (see `open_first_page`)
+    incidents.get_incident(s, incident_id, for_update=True)
     item = s.get(AuditItem, item_id)
     if item is None or item.incident_id != incident_id:
         raise NotFound(f"incident {incident_id} has no audit item {item_id}", field="item_id")
