@@ -15,6 +15,7 @@ import importlib.util
 import os
 import random
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -148,7 +149,9 @@ def main() -> None:
                 threads = [threading.Thread(target=worker, args=(k,)) for k in range(args.connections)]
                 spy = None
                 if args.profile and _round == 0:
-                    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                    venv_spy = Path(sys.executable).parent / "py-spy"
+                    spy_bin = str(venv_spy) if venv_spy.exists() else (shutil.which("py-spy") or "py-spy")
+                    spy = subprocess.Popen([spy_bin, "record", "--pid",
                                             str(proc.pid), "--format", "raw", "--output", args.profile,
                                             "--nonblocking", "--gil"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

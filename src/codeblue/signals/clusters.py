@@ -243,6 +243,9 @@ class ComplaintClusterer:
         self._wf: dict[str, _Workflow] = {}
         self._df: Counter[str] = Counter()
         self._docs = 0
+        # What a signal shows of a cluster (terms, representatives) by cluster id, with the (size, docs) it was
+        # computed at: both change whenever the cluster or the term weights change, so a hit is exact.
+        self._shown: dict[str, tuple[int, int, tuple[str, ...], tuple[str, ...]]] = {}
 
     # ----- weighting --------------------------------------------------------------------------------
 
@@ -433,10 +436,11 @@ class ComplaintClusterer:
                     if share < self.min_ratio * base_share or p_share >= self.p_threshold:
                         continue
                     p = max(p, p_share)
+                terms, reps = self._shown_of(c)
                 out.append(ClusterSignal(
                     workflow=name, cluster_id=c.id, count_recent=recent, baseline_rate=expected, p_value=p,
-                    score=recent / expected, representatives=self._representatives(c), first_seen=c.first_seen,
-                    last_seen=c.last_seen, window_s=self.window, terms=self._terms(c),
+                    score=recent / expected, representatives=reps, first_seen=c.first_seen,
+                    last_seen=c.last_seen, window_s=self.window, terms=terms,
                     total=c.n, burst_start=first_b * self.bucket_s, share=share,
                     baseline_share=base_share,
                 ))
@@ -453,6 +457,17 @@ class ComplaintClusterer:
         if last > now_bucket:
             later = sum(n for b, n in buckets.items() if b > now_bucket)
         return recent, total - recent - later
+
+    def _shown_of(self, c: _Cluster) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(terms, representatives) of a cluster, recomputed only after the cluster or the term weights changed."""
+        hit = self._shown.get(c.id)
+        if hit is not None and hit[0] == c.size and hit[1] == self._docs:
+            return hit[2], hit[3]
+        terms, reps = self._terms(c), self._representatives(c)
+        if len(self._shown) >= 4096:
+            self._shown.clear()
+        self._shown[c.id] = (c.size, self._docs, terms, reps)
+        return terms, reps
 
     def _terms(self, c: _Cluster, n: int = 5) -> tuple[str, ...]:
         vec, _ = self._weighted(c.counts)

@@ -14,6 +14,7 @@ Everything here works on whole blocks of series at once (numpy), so a tick costs
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -22,7 +23,9 @@ import numpy as np
 from codeblue.signals.indicators import DEN_IDX, INDICATORS, NI, NUM_IDX
 from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, Series
 
-_PERCENTILE = [i for i, ind in enumerate(INDICATORS) if ind.percentile]
+#: Indicators the CUSUM judges (all but the percentile ones), as a row mask.
+_CUSUM_JUDGED = np.array([not ind.percentile for ind in INDICATORS])
+_NUM_DEN = NUM_IDX + DEN_IDX
 
 
 @dataclass
@@ -81,6 +84,12 @@ class DetectConfig:
 
     def ratios(self) -> FloatArray:
         return np.array([self.min_ratio_percentile if ind.percentile else self.min_ratio for ind in INDICATORS])
+
+
+@functools.lru_cache(maxsize=16)
+def _window_lengths(windows: tuple[int, ...]) -> IntArray:
+    """The test windows (in fine buckets) shaped to broadcast against (rows, 1, slots) bucket ages."""
+    return np.array(windows, dtype=np.int64)[None, :, None]
 
 
 def binom_sf(x: int, n: int, p: float) -> float:
@@ -144,25 +153,25 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
         dd = np.where(blk.bnum[:n] >= cfg.memory_events, d**skipped, 1.0)
         blk.bnum[:n] *= dd
         blk.bden[:n] *= dd
+    bnum, bden, hold, learn_b = blk.bnum[:n], blk.bden[:n], blk.hold[:n], blk.learn_b[:n]
     for b in range(first, close_to + 1):
         slot = b % FINE_N
         ok = blk.fine_ids[:n, slot] == b
-        vec = blk.fine[:n, slot].astype(np.float64) * ok[:, None]
-        x = vec[:, NUM_IDX]
-        m = vec[:, DEN_IDX]
-        keep = ~blk.hold[:n] & (blk.learn_b[:n] <= b)[:, None]
+        xm = blk.fine[:n, slot][:, _NUM_DEN].astype(np.float64)  # one gather: numerators, then denominators
+        xm *= ok[:, None]
+        x = xm[:, :NI]
+        m = xm[:, NI:]
+        keep = ~hold & (learn_b <= b)[:, None]
         # Forget only what is already well known: a rate keeps at least `memory_events` bad events of memory,
         # so a rare indicator (wrong-entity actions at ~0) is judged against all its clean history.
-        dd = np.where(blk.bnum[:n] >= cfg.memory_events, d, 1.0)
-        bnum = blk.bnum[:n] * dd + np.where(keep, x, 0.0)
-        bden = blk.bden[:n] * dd + np.where(keep, m, 0.0)
-        blk.bnum[:n] = bnum
-        blk.bden[:n] = bden
-        p0 = np.clip((bnum + 0.5) / (bden + 1.0), 1e-6, 0.45)
+        dd = np.where(bnum >= cfg.memory_events, d, 1.0)
+        bnum[:] = bnum * dd + np.where(keep, x, 0.0)
+        bden[:] = bden * dd + np.where(keep, m, 0.0)
+        p0 = np.minimum(np.maximum((bnum + 0.5) / (bden + 1.0), 1e-6), 0.45)
         p1 = p0 * cfg.cusum_ratio
         llr = x * np.log(p1 / p0) + (m - x) * np.log((1.0 - p1) / (1.0 - p0))
-        llr[:, _PERCENTILE] = 0.0  # percentiles drift with load: only the windowed tests judge them
-        blk.cusum[:n] = np.maximum(0.0, blk.cusum[:n] + np.where(bden >= cfg.min_baseline, llr, 0.0))
+        # percentiles drift with load: only the windowed tests judge them
+        blk.cusum[:n] = np.maximum(0.0, blk.cusum[:n] + np.where((bden >= cfg.min_baseline) & _CUSUM_JUDGED, llr, 0.0))
     blk.closed_to = close_to
 
 
@@ -173,44 +182,53 @@ def test_block(
     n = blk.n
     if n == 0:
         return []
-    rows = np.flatnonzero(blk.last_b[:n] > eval_b - FINE_N)
+    active = blk.last_b[:n] > eval_b - FINE_N
+    rows = np.flatnonzero(active)
     if rows.size == 0:
         return []
-    # Window sums as one batched product: (rows, windows, slots) masks × (rows, slots, counters).
-    whole = rows.size == n
-    ids = blk.fine_ids[:n] if whole else blk.fine_ids[rows]
+    # A block's rows are usually all active: plain slices then (views, no gathers).
+    sel: slice | IntArray = slice(0, n) if rows.size == n else rows
+    # Window sums as one batched product: (rows, windows, slots) masks × (rows, slots, counters), in float64
+    # (BLAS; the counts are integers far below 2**53, so the sums are exact).
+    ids = blk.fine_ids[sel]
     age = eval_b - ids
-    masks = np.stack([(age >= 0) & (age < w) for w in cfg.windows], axis=1).astype(np.int32)
-    win = np.matmul(masks, blk.fine[:n] if whole else blk.fine[rows])
-    X = win[:, :, NUM_IDX].astype(np.float64)
-    N = win[:, :, DEN_IDX].astype(np.float64)
-    bnum = blk.bnum[rows]
-    bden = blk.bden[rows]
+    masks = ((age[:, None, :] < _window_lengths(cfg.windows)) & (age >= 0)[:, None, :]).astype(np.float64)
+    win = np.matmul(masks, blk.fine[sel].astype(np.float64))
+    X = win[:, :, NUM_IDX]
+    N = win[:, :, DEN_IDX]
+    bnum = blk.bnum[sel]
+    bden = blk.bden[sel]
     p0 = (bnum + 0.5) / (bden + 1.0)
     p0u = inflate(p0, bden)
     P = p0u[:, None, :]
     cand = (cfg.min_count <= X) & (ratios[None, None, :] * P * N <= X) & (N > 0)
     best = np.ones((rows.size, NI))
     where = np.zeros((rows.size, NI), dtype=np.int64)
-    if cand.any():
+    cr, cw, ci = np.nonzero(cand)
+    if cr.size:
         # Chernoff screen: P(X >= x) <= exp(-n KL(x/n || p)); only near-significant cells get the exact sum.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.where(N > 0, X / np.maximum(N, 1.0), 0.0)
-            kl = np.where(q > 0, q * np.log(q / P), 0.0) + np.where(q < 1, (1 - q) * np.log((1 - q) / (1 - P)), 0.0)
-        cand &= (-N * kl) < math.log(cfg.loose_alpha) + 3.0
-        for r, wi, i in zip(*np.nonzero(cand), strict=True):
-            pv = binom_sf(int(X[r, wi, i]), int(N[r, wi, i]), float(P[r, 0, i]))
+        # Computed on the candidate cells only (the same elementwise arithmetic as on the whole array).
+        xc = X[cr, cw, ci]
+        nc = N[cr, cw, ci]
+        pc = p0u[cr, ci]
+        q = xc / np.maximum(nc, 1.0)
+        kl = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0) / pc), 0.0) + np.where(
+            q < 1, (1 - q) * np.log(np.where(q < 1, 1 - q, 1.0) / (1 - pc)), 0.0)
+        keep = (-nc * kl) < math.log(cfg.loose_alpha) + 3.0
+        for r, wi, i, x, m, p in zip(cr[keep].tolist(), cw[keep].tolist(), ci[keep].tolist(), xc[keep].tolist(),
+                                     nc[keep].tolist(), pc[keep].tolist(), strict=True):
+            pv = binom_sf(int(x), int(m), p)
             if pv < best[r, i]:
                 best[r, i] = pv
                 where[r, i] = wi
-    firing = blk.firing[rows]
-    blk.hold[rows] = (best < cfg.loose_alpha) | firing
-    ok = (bden >= cfg.min_baseline) & ~firing & (eval_b >= blk.testable_b[rows])[:, None]
+    firing = blk.firing[sel]
+    blk.hold[sel] = (best < cfg.loose_alpha) | firing
+    ok = (bden >= cfg.min_baseline) & ~firing & (eval_b >= blk.testable_b[sel])[:, None]
     if not ok.any():
         return []
-    strict = cfg.alpha / (len(cfg.windows) * np.maximum(wf_m[blk.wf[rows]], 1))
+    strict = cfg.alpha / (len(cfg.windows) * np.maximum(wf_m[blk.wf[sel]], 1))
     fire = ok & (best < strict[:, None])
-    cus = ok & ~fire & (blk.cusum[rows] > cfg.cusum_h)
+    cus = ok & ~fire & (blk.cusum[sel] > cfg.cusum_h)
     out: list[tuple[int, Finding]] = []
     for r, i in zip(*np.nonzero(fire | cus), strict=True):
         s = blk.series[rows[r]]
