@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from codeblue.errors import Invalid, NotFound
@@ -235,23 +235,30 @@ def pg_guard(fields: list[str], row: str = "e") -> str:
 
 #: The ranked window of the build in progress (a temporary table of the building connection, dropped at the end).
 _RANKED = "audit_ranked"
+_ONLY, _TOTAL = "/*only*/", "/*total*/"  # where `first` narrows the ranking and adds the queue's size
+_ITEM_COLUMNS = ("incident_id, rank, event_id, score, category, reasons, time, workflow, kind, subject, trace_id, "
+                 "amount, state, reviewer, note, reviewed_at, evidence")
 
 
 class _Build:
-    """One materialisation in progress: the window is ranked into a temporary table once, then written into
-    `audit_items` in rank order, in as many parts as the caller wants (all inside one transaction)."""
+    """One materialisation in progress, inside one transaction.
+
+    `prepare` locks the incident and settles the window; then either `rank` (the whole window ranked into a
+    temporary table) and `finish` (written into `audit_items`), or first `first(k)`: the top k items written
+    straight away, ranked from the few events that can reach the top (see `_bounds`), before the rest."""
 
     def __init__(self, s: Session, rt: Runtime, incident_id: int, actor: str) -> None:
         self.s, self.rt, self.incident_id, self.actor = s, rt, incident_id, actor
         self.pg = s.get_bind().dialect.name == "postgresql"
-        self.written = 0
+        self.written = 0  # items in audit_items, ranks 1..written
         self.items = 0
         self.kept: dict[int, tuple[str, str | None, str, float | None, Any]] = {}
         self.q: AuditQueue | None = None
-        self.has_ranked = False
+        self.ranked = False
+        self.sql = ""
+        self.params: dict[str, Any] = {}
 
-    def rank(self) -> int:
-        """Select the window, rank it into the temporary table; returns how many items the queue will hold."""
+    def prepare(self) -> None:
         s, rt, incident_id = self.s, self.rt, self.incident_id
         inc = incidents.get_incident(s, incident_id, for_update=True)
         now = float(rt.clock.now())
@@ -265,9 +272,8 @@ class _Build:
         workflows = own + extra
         cap = max(1, int(rt.settings.review_audit_max_candidates))
         fields = _amount_fields(rt)
-        parts = _sql_parts("postgresql" if self.pg else "sqlite", fields)
         set_list = ", ".join(str(int(x)) for x in sets) or "NULL"
-        params: dict[str, Any] = {"a": since, "b": until, "cb": until + 3600.0, "n": cap}
+        params: dict[str, Any] = {"a": since, "b": until, "cb": until + 3600.0, "n": cap, "iid": incident_id}
 
         selects: list[str] = []
         scanned = 0
@@ -294,82 +300,120 @@ class _Build:
         ):
             self.kept[int(ev_id)] = (state, reviewer, note, at, evidence)
         s.execute(delete(AuditItem).where(AuditItem.incident_id == incident_id))
-        s.execute(text(f"DROP TABLE IF EXISTS {'pg_temp.' if self.pg else 'temp.'}{_RANKED}"))
-
-        items = 0
-        if workflows:
-            suspect = f"(w.version_set IN ({set_list}))" if sets else "false"
-            # complaints about the window's traces: those inside the window come with it; beyond it (up to an
-            # hour after), or for workflows not wholly in `e`, they are looked up through the index
-            compl: list[str] = []
-            if whole:
-                compl.append(f"SELECT trace_id FROM e WHERE kind = 'complaint' AND workflow IN ({', '.join(whole)})")
-                compl.append(f"SELECT trace_id FROM events WHERE workflow IN ({', '.join(whole)}) "
-                             "AND kind = 'complaint' AND time >= :b AND time < :cb")
-            if rest:
-                compl.append(f"SELECT trace_id FROM events WHERE workflow IN ({', '.join(rest)}) "
-                             "AND kind = 'complaint' AND time >= :a AND time < :cb")
-            complaints = " UNION ALL ".join(compl)
-            score = (f"({parts['tier']}) * 100.0"
-                     f" + CASE WHEN c.amount > 0 THEN {parts['least']}(10.0 * {parts['log10']}(1.0 + c.amount), 60.0)"
-                     " ELSE 0 END + CASE WHEN c.suspect THEN 20 ELSE 0 END + CASE WHEN c.complained THEN 15 ELSE 0 END"
-                     " - CASE WHEN c.fallback THEN 5 ELSE 0 END")
-            union = " UNION ALL ".join(selects)
-            if self.pg:
-                source = (f"e w LEFT JOIN LATERAL json_to_record(CASE WHEN {pg_guard(fields, 'w')} "
-                          f"THEN w.body::json END) AS j({pg_record(fields)}) ON true")
-            else:
-                source = "e w"
-            # MATERIALIZED: each per-event expression is computed once (a flattened subquery would repeat them
-            # wherever the outer query refers to the column).
-            ranked = (
-                f"WITH e AS MATERIALIZED ({union}), "
-                f"cm AS MATERIALIZED (SELECT trace_id FROM ({complaints}) k WHERE trace_id IS NOT NULL), "
-                "c AS MATERIALIZED ("
-                "SELECT w.id, w.time, w.workflow, w.kind, w.subject, w.trace_id, "
-                f"{parts['category']} AS category, {parts['amount']} AS amount, {parts['fallback']} AS fallback, "
-                f"w.trace_id IN (SELECT trace_id FROM cm) AS complained, {suspect} AS suspect "
-                f"FROM {source} WHERE w.kind <> 'complaint'), "
-                f"x AS MATERIALIZED (SELECT c.*, {score} AS score FROM c) "
-                "SELECT ROW_NUMBER() OVER (ORDER BY x.score DESC, x.time, x.id) AS rank, x.id, x.score, x.category, "
-                "x.suspect, x.complained, x.time, x.workflow, x.kind, x.subject, x.trace_id, x.amount FROM x"
-            )
-            if self.pg:
-                # a few thousand rows: parallel workers cost more to start than they save on a busy machine
-                s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-                # the window's rows (bodies included) are materialised once; in memory, not spilled to disk
-                s.execute(text("SET LOCAL work_mem = '64MB'"))
-                s.execute(text(f"CREATE TEMP TABLE {_RANKED} ON COMMIT DROP AS {ranked}"), params)
-            else:
-                s.execute(text(f"CREATE TEMP TABLE {_RANKED} AS {ranked}"), params)
-            items = int(s.execute(text(f"SELECT count(*) FROM {_RANKED}")).scalar_one())
-        self.items = items
         self.meta = (since, until, workflows, susp, scanned, truncated)
-        self.has_ranked = bool(workflows)
-        return items
+        self.params = params
+        if not workflows:
+            return
+        parts = _sql_parts("postgresql" if self.pg else "sqlite", fields)
+        suspect = f"(w.version_set IN ({set_list}))" if sets else "false"
+        # complaints about the window's traces: those inside the window come with it; beyond it (up to an hour
+        # after), or for workflows not wholly in `e`, they are looked up through the index
+        compl: list[str] = []
+        if whole:
+            compl.append(f"SELECT trace_id FROM e WHERE kind = 'complaint' AND workflow IN ({', '.join(whole)})")
+            compl.append(f"SELECT trace_id FROM events WHERE workflow IN ({', '.join(whole)}) "
+                         "AND kind = 'complaint' AND time >= :b AND time < :cb")
+        if rest:
+            compl.append(f"SELECT trace_id FROM events WHERE workflow IN ({', '.join(rest)}) "
+                         "AND kind = 'complaint' AND time >= :a AND time < :cb")
+        score = (f"({parts['tier']}) * 100.0"
+                 f" + CASE WHEN c.amount > 0 THEN {parts['least']}(10.0 * {parts['log10']}(1.0 + c.amount), 60.0)"
+                 " ELSE 0 END + CASE WHEN c.suspect THEN 20 ELSE 0 END + CASE WHEN c.complained THEN 15 ELSE 0 END"
+                 " - CASE WHEN c.fallback THEN 5 ELSE 0 END")
+        if self.pg:
+            source = (f"e w LEFT JOIN LATERAL json_to_record(CASE WHEN {pg_guard(fields, 'w')} "
+                      f"THEN w.body::json END) AS j({pg_record(fields)}) ON true")
+        else:
+            source = "e w"
+        # MATERIALIZED: each per-event expression is computed once (a flattened subquery would repeat them
+        # wherever the outer query refers to the column). `{only}` narrows the events classified (see `first`).
+        self.sql = (
+            f"WITH e AS MATERIALIZED ({' UNION ALL '.join(selects)}), "
+            f"cm AS MATERIALIZED (SELECT trace_id FROM ({' UNION ALL '.join(compl)}) k WHERE trace_id IS NOT NULL), "
+            "c AS MATERIALIZED ("
+            "SELECT w.id, w.time, w.workflow, w.kind, w.subject, w.trace_id, "
+            f"{parts['category']} AS category, {parts['amount']} AS amount, {parts['fallback']} AS fallback, "
+            f"w.trace_id IN (SELECT trace_id FROM cm) AS complained, {suspect} AS suspect "
+            f"FROM {source} WHERE w.kind <> 'complaint'{_ONLY}), "
+            f"x AS MATERIALIZED (SELECT c.*, {score} AS score FROM c) "
+            "SELECT ROW_NUMBER() OVER (ORDER BY x.score DESC, x.time, x.id) AS rank, x.id, x.score, x.category, "
+            f"x.suspect, x.complained, x.time, x.workflow, x.kind, x.subject, x.trace_id, x.amount{_TOTAL} FROM x"
+        )
+        self.fields = fields
+        if self.pg:
+            # a few thousand rows: parallel workers cost more to start than they save on a busy machine
+            s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+            # the window's rows (bodies included) are materialised once; in memory, not spilled to disk
+            s.execute(text("SET LOCAL work_mem = '64MB'"))
 
-    def write(self, upto: int | None = None) -> None:
-        """Write the ranked items up to rank `upto` (all when None) into `audit_items`."""
-        if not self.has_ranked:
-            return
-        hi = self.items if upto is None else min(upto, self.items)
-        if hi <= self.written:
-            return
+    def _insert(self, source: str, rank: str = "r.rank") -> str:
         reasons = (f"'[' || CASE WHEN r.suspect THEN '\"{SUSPECT}\"' ELSE '' END"
                    " || CASE WHEN r.suspect AND r.complained THEN ',' ELSE '' END"
                    f" || CASE WHEN r.complained THEN '\"{COMPLAINED}\"' ELSE '' END || ']'")
         if self.pg:
             reasons = f"({reasons})::json"
-        self.s.execute(text(
-            "INSERT INTO audit_items (incident_id, rank, event_id, score, category, reasons, time, workflow, kind, "
-            "subject, trace_id, amount, state, reviewer, note, reviewed_at, evidence) "
-            f"SELECT :iid, r.rank, r.id, r.score, r.category, {reasons}, r.time, r.workflow, r.kind, r.subject, "
-            f"r.trace_id, r.amount, 'pending', NULL, '', NULL, NULL FROM {_RANKED} r "
-            "WHERE r.rank > :lo AND r.rank <= :hi ORDER BY r.rank"), {"iid": self.incident_id, "lo": self.written, "hi": hi})
-        self.written = hi
+        return (f"INSERT INTO audit_items ({_ITEM_COLUMNS}) "
+                f"SELECT :iid, {rank}, r.id, r.score, r.category, {reasons}, r.time, r.workflow, r.kind, r.subject, "
+                f"r.trace_id, r.amount, 'pending', NULL, '', NULL, NULL FROM {source}")
+
+    def first(self, k: int) -> None:
+        """Write the top `k` items (ranks 1..k) now, classifying only the events that can rank that high: those
+        whose best possible score reaches the k-th best of the scores every event is sure of (`_bounds`).
+        The ranks are the ones the whole ranking gives (same score and order, on the same rows)."""
+        if not self.sql or self.written:
+            return
+        lo, hi = _bounds(self.pg, self.fields)
+        threshold = (f"(SELECT lb FROM (SELECT {lo} AS lb FROM e w WHERE w.kind <> 'complaint') t "
+                     "ORDER BY lb DESC LIMIT 1 OFFSET :k0)")
+        sql = (self.sql.replace(_ONLY, f" AND {hi} >= COALESCE({threshold}, -1000)")
+               .replace(_TOTAL, ", (SELECT count(*) FROM e WHERE kind <> 'complaint') AS total"))
+        rows = self.s.execute(text(f"SELECT * FROM ({sql}) r WHERE r.rank <= :k ORDER BY r.rank"),
+                              {**self.params, "k": k, "k0": k - 1}).mappings().all()
+        if rows:
+            self.s.execute(insert(AuditItem), [
+                {"incident_id": self.incident_id, "rank": int(r["rank"]), "event_id": int(r["id"]),
+                 "score": float(r["score"]), "category": r["category"],
+                 "reasons": [c for c, on in ((SUSPECT, r["suspect"]), (COMPLAINED, r["complained"])) if on],
+                 "time": r["time"], "workflow": r["workflow"], "kind": r["kind"], "subject": r["subject"],
+                 "trace_id": r["trace_id"], "amount": r["amount"], "state": "pending", "reviewer": None, "note": "",
+                 "reviewed_at": None, "evidence": None} for r in rows])
+        self.written = len(rows)
+        self.items = int(rows[0]["total"]) if rows else 0
+
+    def rank(self) -> None:
+        """The whole window ranked into the temporary table."""
+        s = self.s
+        if not self.sql:
+            return
+        sql = self.sql.replace(_ONLY, "").replace(_TOTAL, "")
+        s.execute(text(f"DROP TABLE IF EXISTS {'pg_temp.' if self.pg else 'temp.'}{_RANKED}"))
+        s.execute(text(f"CREATE TEMP TABLE {_RANKED}{' ON COMMIT DROP' if self.pg else ''} AS {sql}"), self.params)
+        self.ranked = True
+
+    def finish(self) -> AuditQueue:
+        """Write the ranked items not yet written, restore the reviews already made (by event), record the
+        queue."""
+        s = self.s
+        if self.ranked:
+            if not self.written:
+                res = s.execute(text(self._insert(f"{_RANKED} r")), self.params)
+            else:
+                # after the first items: the others in the order of the whole ranking, numbered on from them
+                # (the same ranks when nothing reached the window in between, as on SQLite by construction)
+                res = s.execute(text(self._insert(
+                    f"{_RANKED} r WHERE r.id NOT IN (SELECT event_id FROM audit_items WHERE incident_id = :iid)",
+                    rank=":w + ROW_NUMBER() OVER (ORDER BY r.rank)")), {**self.params, "w": self.written})
+            self.items = self.written + int(getattr(res, "rowcount", 0) or 0)
+            s.execute(text(f"DROP TABLE IF EXISTS {_RANKED}"))
+        for ev_id, (state, reviewer, note, at, evidence) in self.kept.items():
+            s.execute(update(AuditItem).where(AuditItem.incident_id == self.incident_id, AuditItem.event_id == ev_id)
+                      .values(state=state, reviewer=reviewer, note=note, reviewed_at=at, evidence=evidence))
+        q = self.queue()
+        s.flush()
+        return q
 
     def queue(self) -> AuditQueue:
-        """The queue's record (complete once the items are written; `finish` flushes it)."""
+        """The queue's record (complete once `finish` has run; it flushes it)."""
         s = self.s
         q = self.q or s.get(AuditQueue, self.incident_id)
         if q is None:
@@ -381,18 +425,25 @@ class _Build:
         q.items, q.scanned, q.truncated, q.built_at, q.built_by = self.items, scanned, truncated, self.now, self.actor
         return q
 
-    def finish(self) -> AuditQueue:
-        """Write what is left, restore the reviews already made (by event), record the queue."""
-        s = self.s
-        self.write()
-        if self.has_ranked:
-            s.execute(text(f"DROP TABLE IF EXISTS {_RANKED}"))
-        for ev_id, (state, reviewer, note, at, evidence) in self.kept.items():
-            s.execute(update(AuditItem).where(AuditItem.incident_id == self.incident_id, AuditItem.event_id == ev_id)
-                      .values(state=state, reviewer=reviewer, note=note, reviewed_at=at, evidence=evidence))
-        q = self.queue()
-        s.flush()
-        return q
+
+def _bounds(pg: bool, fields: list[str]) -> tuple[str, str]:
+    """SQL for the lowest and the highest score an event `w` can have, from its columns and cheap substring
+    guards alone (no JSON parsed). A score is its tier x 100 plus -5..+95 (amount <= 60, suspect 20, complaint
+    15, fallback -5); the tier, bounded: an action is a side-effecting action (5) or wrong-entity (6); a tool call
+    is a tool error (4) only if its body holds `"args_valid":false`, else a plain answer (0); any other event is
+    ungrounded (3) only if its body holds `"grounded":false`, a refusal (2) only with `"refusal":true`, and an
+    error (1) or above if its status is >= 500."""
+    def has(key: str, value: str) -> str:  # `\\:` is a literal colon in text()
+        needle = f'"{key}"\\:{value}'
+        return f"strpos(w.body, '{needle}') > 0" if pg else f"instr(w.body, '{needle}') > 0"
+
+    err = "COALESCE(w.status >= 500, false)"
+    low = f"CASE WHEN w.kind = 'action' THEN 5 WHEN w.kind = 'tool_call' THEN 0 WHEN {err} THEN 1 ELSE 0 END"
+    high = (f"CASE WHEN w.kind = 'action' THEN 6 WHEN w.kind = 'tool_call' THEN "
+            f"(CASE WHEN {has('args_valid', 'false')} THEN 4 ELSE 0 END) "
+            f"WHEN {has('grounded', 'false')} THEN 3 "
+            f"WHEN {has('refusal', 'true')} THEN 2 WHEN {err} THEN 1 ELSE 0 END")
+    return f"(({low}) * 100 - 5)", f"(({high}) * 100 + 95)"
 
 
 def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueue:
@@ -400,6 +451,7 @@ def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueu
     (bounded per workflow), classify, weigh and rank them in SQL, write the ranked items; reviews already
     recorded are kept (by event)."""
     b = _Build(s, rt, incident_id, actor)
+    b.prepare()
     b.rank()
     return b.finish()
 
@@ -440,11 +492,12 @@ def open_first_page(rt: Runtime, *, incident_id: int, actor: str, limit: int = 5
                     handed.set_result(None)
                     return
                 b = _Build(s, rt, incident_id, actor)
-                b.rank()
-                b.write(limit + 1)  # one more than the page: the page knows whether there is a next one
+                b.prepare()
+                b.first(limit + 1)  # one more than the page: the page knows whether there is a next one
                 out = page(s, incident_id=incident_id, limit=limit)
                 out["queue"] = b.queue().as_dict()
                 handed.set_result(out)
+                b.rank()
                 b.finish()
         except BaseException as exc:
             if not handed.done():
