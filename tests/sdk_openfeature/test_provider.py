@@ -221,7 +221,8 @@ def test_stale_when_the_server_dies_and_ready_again_when_it_returns(tmp_path: Pa
 
         srv.kill()
         wait_for(lambda: client.get_provider_status() == ProviderStatus.STALE, what="the provider to go STALE")
-        assert ProviderEvent.PROVIDER_STALE in events.kinds()
+        # the SDK sets the status, then runs the handlers: the event follows the status, not with it
+        wait_for(lambda: ProviderEvent.PROVIDER_STALE in events.kinds(), what="PROVIDER_STALE delivered")
         # still answering from the last snapshot while stale
         d = client.get_boolean_details("refund-desk.issue_refund", True)
         assert d.value is False and d.flag_metadata["control_id"] == ctl["id"] and d.flag_metadata["stale"] is True
@@ -229,8 +230,13 @@ def test_stale_when_the_server_dies_and_ready_again_when_it_returns(tmp_path: Pa
         srv.start()  # same port, same database
         wait_for(lambda: client.get_provider_status() == ProviderStatus.READY, timeout=30,
                  what="the provider to be READY again after the server returned")
-        kinds = events.kinds()
-        assert kinds.index(ProviderEvent.PROVIDER_STALE) < len(kinds) - 1 - kinds[::-1].index(ProviderEvent.PROVIDER_READY)
+
+        def ready_after_stale() -> bool:
+            kinds = events.kinds()
+            last_ready = len(kinds) - 1 - kinds[::-1].index(ProviderEvent.PROVIDER_READY)
+            return kinds.index(ProviderEvent.PROVIDER_STALE) < last_ready
+
+        wait_for(ready_after_stale, what="PROVIDER_READY delivered after PROVIDER_STALE")
         assert client.get_boolean_details("refund-desk.issue_refund", True).flag_metadata["stale"] is False
     finally:
         if g is not None:
@@ -259,7 +265,8 @@ def test_server_unreachable_at_start_answers_from_defaults_then_catches_up(tmp_p
         wait_for(lambda: client.get_boolean_value("refund-desk.issue_refund", False), timeout=30,
                  what="the first snapshot to replace the fail-closed default")
         wait_for(lambda: client.get_provider_status() == ProviderStatus.READY, what="READY once caught up")
-        assert ProviderEvent.PROVIDER_CONFIGURATION_CHANGED in events.kinds()
+        wait_for(lambda: ProviderEvent.PROVIDER_CONFIGURATION_CHANGED in events.kinds(),
+                 what="PROVIDER_CONFIGURATION_CHANGED delivered")
     finally:
         g.close()
         if srv is not None:
