@@ -184,6 +184,21 @@ def test_bad_event_is_rejected_with_its_field_and_good_ones_kept() -> None:
     assert p.events == 2
 
 
+def test_a_kind_that_is_a_list_or_object_is_rejected_naming_the_field_and_line() -> None:
+    from codeblue.signals.replay import replay_lines
+
+    p = Pipeline()
+    errs = p.feed_dicts([{"time": 1.7e9, "workflow": "w", "kind": ["response"]},
+                         {"time": 1.7e9, "workflow": "w", "kind": {"a": 1}},
+                         {"time": 1.7e9, "workflow": "w", "kind": "response"}])
+    assert [(e.index, e.field) for e in errs] == [(0, "kind"), (1, "kind")]
+    assert p.events == 1
+    res = replay_lines([b'{"time": 1.7e9, "workflow": "w", "kind": "response"}',
+                        b'{"time": 1.7e9, "workflow": "w", "kind": ["response"]}'])
+    assert res.events == 1
+    assert [(e.line, e.field) for e in res.errors] == [(2, "kind")]
+
+
 def test_change_records_are_validated() -> None:
     p = Pipeline()
     with pytest.raises(Invalid) as info:

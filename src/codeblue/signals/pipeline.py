@@ -240,12 +240,15 @@ class Pipeline:
         """Count a batch of events (Event objects or Event v1 dicts). Returns how many were counted; a dict
         that is not valid Event v1 raises `EventError` after the valid ones before it were counted."""
         n = 0
+        add = self._add_dict
         with self._lock:
             for i, ev in enumerate(events):
-                if isinstance(ev, Event):
+                if type(ev) is dict:
+                    add(ev, i)
+                elif isinstance(ev, Event):
                     self._add_event(ev)
                 else:
-                    self._add_dict(ev, i)
+                    add(ev, i)
                 n += 1
         return n
 
@@ -278,16 +281,16 @@ class Pipeline:
         t: Any = get("time")
         kind = get("kind")
         v = get("versions")
-        if type(t) not in _NUMS or t > 1e11 or kind not in _KINDS or (v is not None and type(v) is not dict):
+        tt = type(t)
+        if (tt is not float and tt is not int) or t > 1e11 or type(kind) is not str or kind not in _KINDS or \
+                (v is not None and type(v) is not dict):
             self._add_event(parse_event(o, index))
             return
-        vk = tuple(v.items()) if v else ()
-        wf = get("workflow")
-        seg = get("segment")
-        fb = get("fallback")
-        akey: Any = (int(t // FINE_S), wf, vk, seg, fb)
+        akey: Any = (int(t // FINE_S), get("workflow"), tuple(v.items()) if v else (), get("segment"),
+                     get("fallback"))
         acc = self._acc.get(akey)
         if acc is None:
+            _b, wf, vk, seg, fb = akey
             if (wf, vk, seg, fb) not in self._routes and not _valid_key(wf, vk, seg, fb):
                 self._add_event(parse_event(o, index))
                 return
@@ -356,7 +359,7 @@ class Pipeline:
                         self._add_event(parse_event(o, index))
                         return
                     if text:
-                        self._complaints.append((str(wf), text, t))
+                        self._complaints.append((str(akey[1]), text, t))
             c[10] += 1
             bits = BIT_COMPL
         if bits:
