@@ -7,10 +7,16 @@ change touched, of which only the events served by a suspect version are kept.
 The queue is materialised once per incident (when the audit is first opened, when a runbook `audit` step ran,
 or on an explicit refresh) into ``audit_items``: the stored events of the incident's workflows from the
 estimated onset to containment, read through the ``(workflow, time)`` index with a bound on how many are
-scanned, classified, weighed and ranked by one ``INSERT … SELECT`` in the database (JSON functions of SQLite
-or jsonb on PostgreSQL, ``ROW_NUMBER()`` for the rank) — no event travels to Python to be ranked. Paging is then an index range on
-``(incident_id, rank)``, so the first page costs the same whatever the size of the event store, and review
-states stay attached to stable ranks. A refresh keeps every review already made.
+scanned, classified, weighed and ranked by one ``INSERT … SELECT`` in the database (JSON functions of SQLite,
+``json_to_record`` on PostgreSQL, ``ROW_NUMBER()`` for the rank) — no event travels to Python to be ranked.
+Paging is then an index range on ``(incident_id, rank)``, so a page costs the same whatever the size of the
+event store, and review states stay attached to stable ranks. A refresh keeps every review already made.
+
+The first open of an audit (`open_first_page`) does not wait for the whole queue: the first page is ranked
+from the events whose best possible score can reach it (bounds from the columns and substring guards, see
+`_bounds`), written and answered; a worker thread then ranks the whole window and writes the other items,
+numbered on from the page, in the same transaction. Whoever needs the queue meanwhile locks the incident and
+so waits for that commit.
 
 Ranking, riskiest first (the leading tier of the score): wrong-entity actions, other side-effecting actions,
 tool calls with invalid arguments, ungrounded answers, refusals, errors, then plain answers. Within a tier
@@ -233,8 +239,6 @@ def pg_guard(fields: list[str], row: str = "e") -> str:
     return f"{row}.kind = 'action' OR " + " OR ".join(f"strpos({row}.body, '{k}') > 0" for k in keys)
 
 
-#: The ranked window of the build in progress (a temporary table of the building connection, dropped at the end).
-_RANKED = "audit_ranked"
 _ONLY, _TOTAL = "/*only*/", "/*total*/"  # where `first` narrows the ranking and adds the queue's size
 _ITEM_COLUMNS = ("incident_id, rank, event_id, score, category, reasons, time, workflow, kind, subject, trace_id, "
                  "amount, state, reviewer, note, reviewed_at, evidence")
@@ -243,9 +247,9 @@ _ITEM_COLUMNS = ("incident_id, rank, event_id, score, category, reasons, time, w
 class _Build:
     """One materialisation in progress, inside one transaction.
 
-    `prepare` locks the incident and settles the window; then either `rank` (the whole window ranked into a
-    temporary table) and `finish` (written into `audit_items`), or first `first(k)`: the top k items written
-    straight away, ranked from the few events that can reach the top (see `_bounds`), before the rest."""
+    `prepare` locks the incident and settles the window; `finish` ranks the whole window and writes it into
+    `audit_items`, in one INSERT … SELECT. Before it, `first(k)` may write the top k items straight away,
+    ranked from the few events that can reach the top (see `_bounds`)."""
 
     def __init__(self, s: Session, rt: Runtime, incident_id: int, actor: str) -> None:
         self.s, self.rt, self.incident_id, self.actor = s, rt, incident_id, actor
@@ -254,7 +258,6 @@ class _Build:
         self.items = 0
         self.kept: dict[int, tuple[str, str | None, str, float | None, Any]] = {}
         self.q: AuditQueue | None = None
-        self.ranked = False
         self.sql = ""
         self.params: dict[str, Any] = {}
 
@@ -380,31 +383,21 @@ class _Build:
         self.written = len(rows)
         self.items = int(rows[0]["total"]) if rows else 0
 
-    def rank(self) -> None:
-        """The whole window ranked into the temporary table."""
-        s = self.s
-        if not self.sql:
-            return
-        sql = self.sql.replace(_ONLY, "").replace(_TOTAL, "")
-        s.execute(text(f"DROP TABLE IF EXISTS {'pg_temp.' if self.pg else 'temp.'}{_RANKED}"))
-        s.execute(text(f"CREATE TEMP TABLE {_RANKED}{' ON COMMIT DROP' if self.pg else ''} AS {sql}"), self.params)
-        self.ranked = True
-
     def finish(self) -> AuditQueue:
-        """Write the ranked items not yet written, restore the reviews already made (by event), record the
-        queue."""
+        """Rank the whole window and write the items not written yet, restore the reviews already made (by
+        event), record the queue."""
         s = self.s
-        if self.ranked:
+        if self.sql:
+            ranked = f"({self.sql.replace(_ONLY, '').replace(_TOTAL, '')}) r"
             if not self.written:
-                res = s.execute(text(self._insert(f"{_RANKED} r")), self.params)
+                res = s.execute(text(self._insert(ranked)), self.params)
             else:
                 # after the first items: the others in the order of the whole ranking, numbered on from them
                 # (the same ranks when nothing reached the window in between, as on SQLite by construction)
                 res = s.execute(text(self._insert(
-                    f"{_RANKED} r WHERE r.id NOT IN (SELECT event_id FROM audit_items WHERE incident_id = :iid)",
+                    f"{ranked} WHERE r.id NOT IN (SELECT event_id FROM audit_items WHERE incident_id = :iid)",
                     rank=":w + ROW_NUMBER() OVER (ORDER BY r.rank)")), {**self.params, "w": self.written})
             self.items = self.written + int(getattr(res, "rowcount", 0) or 0)
-            s.execute(text(f"DROP TABLE IF EXISTS {_RANKED}"))
         for ev_id, (state, reviewer, note, at, evidence) in self.kept.items():
             s.execute(update(AuditItem).where(AuditItem.incident_id == self.incident_id, AuditItem.event_id == ev_id)
                       .values(state=state, reviewer=reviewer, note=note, reviewed_at=at, evidence=evidence))
@@ -452,7 +445,6 @@ def build(s: Session, rt: Runtime, *, incident_id: int, actor: str) -> AuditQueu
     recorded are kept (by event)."""
     b = _Build(s, rt, incident_id, actor)
     b.prepare()
-    b.rank()
     return b.finish()
 
 
@@ -497,7 +489,6 @@ def open_first_page(rt: Runtime, *, incident_id: int, actor: str, limit: int = 5
                 out = page(s, incident_id=incident_id, limit=limit)
                 out["queue"] = b.queue().as_dict()
                 handed.set_result(out)
-                b.rank()
                 b.finish()
         except BaseException as exc:
             if not handed.done():
