@@ -239,7 +239,9 @@ def pg_guard(fields: list[str], row: str = "e") -> str:
     return f"{row}.kind = 'action' OR " + " OR ".join(f"strpos({row}.body, '{k}') > 0" for k in keys)
 
 
-_ONLY, _TOTAL = "/*only*/", "/*total*/"  # where `first` narrows the ranking and adds the queue's size
+# where `first` narrows the ranking and adds the queue's size, and where the events' bodies are read: with the
+# window (the whole ranking parses nearly every body), or on SQLite by id for the few events `first` classifies
+_ONLY, _TOTAL, _BODY, _JOIN = "/*only*/", "/*total*/", "/*body*/", "/*join*/"
 _ITEM_COLUMNS = ("incident_id, rank, event_id, score, category, reasons, time, workflow, kind, subject, trace_id, "
                  "amount, state, reviewer, note, reviewed_at, evidence")
 
@@ -293,8 +295,8 @@ class _Build:
             only = "" if wf in own else f" AND version_set IN ({set_list})"
             # under the bound the whole window is taken, in any order; over it, the earliest `cap` events
             bound = " ORDER BY time, id LIMIT :n" if n > cap else ""
-            selects.append("SELECT * FROM (SELECT id, time, workflow, kind, subject, trace_id, status, version_set, "
-                           f"body FROM events WHERE workflow = :w{i} AND time >= :a AND time < :b{only}{bound}) e{i}")
+            selects.append("SELECT * FROM (SELECT id, time, workflow, kind, subject, trace_id, status, version_set"
+                           f"{_BODY} FROM events WHERE workflow = :w{i} AND time >= :a AND time < :b{only}{bound}) e{i}")
             (whole if wf in own and n <= cap else rest).append(f":w{i}")
 
         for ev_id, state, reviewer, note, at, evidence in s.execute(
@@ -324,10 +326,10 @@ class _Build:
                  " ELSE 0 END + CASE WHEN c.suspect THEN 20 ELSE 0 END + CASE WHEN c.complained THEN 15 ELSE 0 END"
                  " - CASE WHEN c.fallback THEN 5 ELSE 0 END")
         if self.pg:
-            source = (f"e w LEFT JOIN LATERAL json_to_record(CASE WHEN {pg_guard(fields, 'w')} "
+            source = (f"e w{_JOIN} LEFT JOIN LATERAL json_to_record(CASE WHEN {pg_guard(fields, 'w')} "
                       f"THEN w.body::json END) AS j({pg_record(fields)}) ON true")
         else:
-            source = "e w"
+            source = f"e w{_JOIN}"
         # MATERIALIZED: each per-event expression is computed once (a flattened subquery would repeat them
         # wherever the outer query refers to the column). `{only}` narrows the events classified (see `first`).
         self.sql = (
@@ -368,8 +370,16 @@ class _Build:
         lo, hi = _bounds(self.pg, self.fields)
         threshold = (f"(SELECT lb FROM (SELECT {lo} AS lb FROM e w WHERE w.kind <> 'complaint') t "
                      "ORDER BY lb DESC LIMIT 1 OFFSET :k0)")
-        sql = (self.sql.replace(_ONLY, f" AND {hi} >= COALESCE({threshold}, -1000)")
+        # the kind alone bounds the tier (an action 6, a tool call 4, anything else 3): when the threshold is
+        # above that, the body of the event is not even searched
+        by_kind = "(CASE w.kind WHEN 'action' THEN 695 WHEN 'tool_call' THEN 495 ELSE 395 END)"
+        sql = (self.sql.replace(_ONLY, f" AND {by_kind} >= COALESCE({threshold}, -1000)"
+                                       f" AND {hi} >= COALESCE({threshold}, -1000)")
                .replace(_TOTAL, ", (SELECT count(*) FROM e WHERE kind <> 'complaint') AS total"))
+        if self.pg:  # PostgreSQL keeps the window in memory, bodies included, cheaper than a lookup per event
+            sql = sql.replace(_BODY, ", body").replace(_JOIN, "")
+        else:  # SQLite copies less without the bodies, and finds a body by rowid cheaply
+            sql = sql.replace(_BODY, "").replace(_JOIN, " JOIN events ev ON ev.id = w.id").replace("w.body", "ev.body")
         rows = self.s.execute(text(f"SELECT * FROM ({sql}) r WHERE r.rank <= :k ORDER BY r.rank"),
                               {**self.params, "k": k, "k0": k - 1}).mappings().all()
         if rows:
@@ -388,7 +398,7 @@ class _Build:
         event), record the queue."""
         s = self.s
         if self.sql:
-            ranked = f"({self.sql.replace(_ONLY, '').replace(_TOTAL, '')}) r"
+            ranked = f"({self.sql.replace(_ONLY, '').replace(_TOTAL, '').replace(_BODY, ', body').replace(_JOIN, '')}) r"
             if not self.written:
                 res = s.execute(text(self._insert(ranked)), self.params)
             else:
