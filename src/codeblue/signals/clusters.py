@@ -114,11 +114,13 @@ def poisson_sf(k: int, lam: float) -> float:
     log_term = -lam + k * math.log(lam) - math.lgamma(k + 1)
     total = 0.0
     i = k
+    log_lam = math.log(lam)
+    exp, log = math.exp, math.log
     while True:
-        t = math.exp(log_term)
+        t = exp(log_term)
         total += t
         i += 1
-        log_term += math.log(lam) - math.log(i)
+        log_term += log_lam - log(i)
         if t < total * 1e-15 or i > k + 10_000:
             break
     return min(1.0, total)
@@ -425,8 +427,10 @@ class ComplaintClusterer:
                     counted.append((c, recent, before, first_b))
             for c, recent, before, first_b in counted:
                 expected = self.window * (before + 1.0) / (observed + self.prior_s)
+                if recent < self.min_ratio * expected:
+                    continue  # (the cheap test first: the p-value only matters past it)
                 p = poisson_sf(recent, expected)
-                if recent < self.min_ratio * expected or p >= self.p_threshold:
+                if p >= self.p_threshold:
                     continue
                 share = base_share = None
                 if self.relative:

@@ -105,11 +105,13 @@ def binom_sf(x: int, n: int, p: float) -> float:
                     + x * math.log(p) + (n - x) * math.log1p(-p))
     total = term
     k = x
-    while k < n and k - x < 5000:
+    stop = min(n, x + 5000)  # at most 5000 terms
+    mode = (n + 1) * p
+    while k < stop:
         term *= (n - k) / (k + 1) * odds
         total += term
         k += 1
-        if term < total * 1e-12 and k > (n + 1) * p:
+        if term < total * 1e-12 and k > mode:
             break
     return min(1.0, total)
 
