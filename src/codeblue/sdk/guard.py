@@ -1030,17 +1030,20 @@ class Guard:
             return False
         q = self._queue
         while len(q):
-            batch = q.take(q.batch_size)
+            batch, key = q.take_batch(q.batch_size)
             if not batch:
                 return True
             try:
                 body = dumps(batch).encode()
             except (TypeError, ValueError):
                 body = _dumps_lenient(batch).encode()
+            # The key lets the server store a batch once however often it is sent: a batch whose answer was
+            # lost (timeout, dropped connection, 5xx) is sent again unchanged under the same key.
+            headers = {"Content-Type": "application/json", "Idempotency-Key": key}
             try:
-                r = http.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+                r = http.post("/v1/events", content=body, headers=headers)
             except (httpx.HTTPError, OSError) as e:
-                q.give_back(batch)
+                q.hold(batch, key)
                 self._counters["send_failures"] += 1
                 self._last_error = f"events: {type(e).__name__}: {e}"
                 return False
@@ -1050,7 +1053,7 @@ class Guard:
                 if rejected:
                     q.rejected += rejected
                     q.sent -= rejected
-            elif r.status_code == 413 and len(batch) > 1:
+            elif r.status_code == 413 and len(batch) > 1:  # nothing stored: halves, each under a key of its own
                 half = len(batch) // 2
                 q.give_back(batch[half:])
                 q.give_back(batch[:half])
@@ -1059,7 +1062,7 @@ class Guard:
                 q.rejected += len(batch)
                 self._note_http_error("events", r)
             else:  # 401/403/404/408/429/5xx: the server may take them later
-                q.give_back(batch)
+                q.hold(batch, key)
                 self._counters["send_failures"] += 1
                 self._note_http_error("events", r)
                 return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -38,23 +39,55 @@ class EventQueue:
         self.dropped = 0
         self.sent = 0
         self.rejected = 0
+        self._held: tuple[list[dict[str, Any]], str] | None = None
 
     def put(self, ev: dict[str, Any]) -> None:
         q = self._q
         with self._lock:
-            if len(q) >= self.capacity:
-                q.popleft()
-                self.dropped += 1
+            held = self._held
+            if held is None:
+                if len(q) >= self.capacity:
+                    q.popleft()
+                    self.dropped += 1
+            elif len(q) + len(held[0]) >= self.capacity:
+                self._drop_oldest()
             q.append(ev)
             self.enqueued += 1
             full = len(q) >= self.batch_size
         if full and not self.wake.is_set():
             self.wake.set()
 
-    def take(self, n: int) -> list[dict[str, Any]]:
+    def take_batch(self, n: int) -> tuple[list[dict[str, Any]], str]:
+        """The next batch to send and its idempotency key: the held batch first (with its key), else up to `n`
+        queued events under a new key."""
         with self._lock:
+            if self._held is not None:
+                held, self._held = self._held, None
+                return held
             q = self._q
-            return [q.popleft() for _ in range(min(n, len(q)))]
+            return [q.popleft() for _ in range(min(n, len(q)))], uuid.uuid4().hex
+
+    def hold(self, batch: list[dict[str, Any]], key: str) -> None:
+        """Keep a batch whose fate is unknown (a timeout, a dropped connection, a 5xx: the server may have
+        stored it) to be sent again first, under the same key, so the server stores it once.
+
+        It counts towards the capacity, and being older than anything queued, its events are the first to go
+        when the queue overflows. A held batch only ever shrinks, so the key stays right: if the server
+        stored the whole batch, it stored every event of what is left of it too."""
+        with self._lock:
+            self._held = (batch, key)
+            while len(self._q) + len(batch) > self.capacity:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        held = self._held
+        if held is not None:
+            held[0].pop(0)
+            if not held[0]:
+                self._held = None
+        else:
+            self._q.popleft()
+        self.dropped += 1
 
     def give_back(self, batch: list[dict[str, Any]]) -> None:
         """Return an unsent batch to the front; if that overfills the queue, the oldest go (counted)."""
@@ -65,17 +98,20 @@ class EventQueue:
                 self.dropped += 1
 
     def __len__(self) -> int:
-        return len(self._q)
+        held = self._held
+        return len(self._q) + (len(held[0]) if held is not None else 0)
 
     def clear(self) -> None:
         with self._lock:
             self._q.clear()
+            self._held = None
 
     def reset_after_fork(self, wake: threading.Event) -> None:
         """A forked child starts empty: the parent sends what it had queued."""
         self._lock = threading.Lock()
         self.wake = wake
         self._q = deque()
+        self._held = None
         self.enqueued = self.dropped = self.sent = self.rejected = 0
 
 
