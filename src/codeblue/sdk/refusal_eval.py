@@ -69,3 +69,19 @@ def measure(scores: Sequence[float], labels: Sequence[bool], threshold: float) -
         else:
             tn += 1
     return Metrics(tp, fp, fn, tn)
+
+
+def average_precision(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the precision-recall curve (mean precision at each positive, ties broken pessimistically):
+    how well a detector ranks refusals above compliance, whatever threshold it is run at."""
+    pairs = sorted(zip(scores, labels, strict=True), key=lambda p: (-p[0], p[1]))
+    n_pos = sum(1 for _, y in pairs if y)
+    if not n_pos:
+        return 1.0
+    tp = 0
+    total = 0.0
+    for i, (_, y) in enumerate(pairs, 1):
+        if y:
+            tp += 1
+            total += tp / i
+    return total / n_pos
