@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from codeblue.errors import Invalid
 from codeblue.http import RT, Ingest, Viewer
 from codeblue.runtime import Runtime
-from codeblue.signals import alertmanager, intake, otlp, store
+from codeblue.signals import alertmanager, idempotency, intake, otlp, store
 from codeblue.signals.events import EventError, parse_event_dict, parse_time
 from codeblue.signals.redact import redactor_for
 
@@ -27,10 +27,20 @@ async def _body(request: Request, rt: Runtime) -> bytes:
 
 
 @router.post("/events", response_model=None)
-async def post_events(request: Request, rt: RT, _who: Ingest) -> dict[str, Any]:
-    """Accept a batch of Event v1 (JSON array or NDJSON, gzip allowed); good events are kept, bad ones listed."""
+async def post_events(request: Request, response: Response, rt: RT, who: Ingest) -> dict[str, Any]:
+    """Accept a batch of Event v1 (JSON array or NDJSON, gzip allowed); good events are kept, bad ones listed.
+
+    Send an `Idempotency-Key` header (any unique string per batch, e.g. a UUID) to make a resend safe: a batch
+    already stored under the same key is not stored again, and the answer is the first one's, with the
+    response header `Idempotent-Replayed: true`.
+    """
+    key = idempotency.check_key(request.headers.get("idempotency-key"))
     data = await _body(request, rt)
-    result = await run_in_threadpool(intake.ingest, rt, data, request.headers.get("content-type"))
+    result = await run_in_threadpool(
+        lambda: intake.ingest(rt, data, request.headers.get("content-type"), principal=who.handle,
+                              idempotency_key=key))
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return result.as_dict()
 
 

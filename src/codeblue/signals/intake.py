@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 
 from codeblue.errors import CodeblueError, Invalid, TooLarge
 from codeblue.runtime import Job, Runtime
-from codeblue.signals import store
+from codeblue.signals import idempotency, store
 from codeblue.signals.events import EventError, parse_event_dict
 from codeblue.signals.redact import redactor_for
 
@@ -50,6 +51,7 @@ class Batch:
 class IntakeResult:
     accepted: int
     rejected: list[dict[str, Any]]
+    replayed: bool = False  # the batch was stored earlier under the same Idempotency-Key: this is that answer
 
     def as_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "rejected": self.rejected}
@@ -209,13 +211,20 @@ def _positions(batch: Batch) -> list[int]:
     return out
 
 
-def accept_events(rt: Runtime, events: list[dict[str, Any]]) -> int:
-    """Store validated, redacted events in one transaction, then feed the detection pipeline."""
+def accept_events(rt: Runtime, events: list[dict[str, Any]], *, key: tuple[str, str] | None = None,
+                  rejected: list[dict[str, Any]] | None = None) -> int:
+    """Store validated, redacted events in one transaction, then feed the detection pipeline.
+
+    With `key` (principal, Idempotency-Key) the key is recorded in the same transaction; if a concurrent
+    resend recorded it first, the transaction fails with IntegrityError and nothing is stored.
+    """
     if not events:
         return 0
     now = rt.clock.now()
     with rt.db.write() as s:
         n = store.store_events(s, rt, events, received_at=now)
+        if key is not None:
+            idempotency.record(s, principal=key[0], key=key[1], accepted=n, rejected=rejected or [], now=now)
     store.commit_version_cache(s, rt)
     feed(rt, events)
     return n
@@ -234,8 +243,18 @@ def feed(rt: Runtime, events: list[dict[str, Any]]) -> None:
         log.exception("the detection pipeline failed on a batch of %d events", len(events))
 
 
-def ingest(rt: Runtime, data: bytes, content_type: str | None) -> IntakeResult:
-    """The whole of `POST /v1/events` after the body is read: split, validate, store, detect."""
+def ingest(rt: Runtime, data: bytes, content_type: str | None, *, principal: str = "",
+           idempotency_key: str | None = None) -> IntakeResult:
+    """The whole of `POST /v1/events` after the body is read: split, validate, store, detect.
+
+    With an `idempotency_key`, a batch already stored under it (by this principal) is not stored again: the
+    answer is the first one's, marked `replayed`.
+    """
+    key = (principal, idempotency_key) if idempotency_key is not None else None
+    if key is not None:
+        earlier = _earlier(rt, key)
+        if earlier is not None:
+            return earlier
     batch = split_batch(data, content_type)
     if not batch.ndjson and not isinstance(batch.items, list):
         raise Invalid("expected a JSON array of Event v1 objects (or NDJSON)", field="body")
@@ -249,12 +268,26 @@ def ingest(rt: Runtime, data: bytes, content_type: str | None) -> IntakeResult:
             f"{first['field'] or 'event'}: {first['reason']}",
             field=fld, accepted=0, rejected=rejected,
         )
-    accepted = accept_events(rt, good)
+    try:
+        accepted = accept_events(rt, good, key=key, rejected=rejected)
+    except IntegrityError:
+        earlier = _earlier(rt, key) if key is not None else None
+        if earlier is None:
+            raise
+        return earlier  # a concurrent resend of the same batch stored it first
     return IntakeResult(accepted=accepted, rejected=rejected)
+
+
+def _earlier(rt: Runtime, key: tuple[str, str]) -> IntakeResult | None:
+    with rt.db.read() as s:
+        got = idempotency.seen(s, principal=key[0], key=key[1])
+    return None if got is None else IntakeResult(accepted=got[0], rejected=got[1], replayed=True)
 
 
 def retention_job(rt: Runtime) -> None:
     store.apply_retention(rt)
+    with rt.db.write() as s:
+        idempotency.purge(s, now=rt.clock.now())
 
 
 def jobs() -> list[Job]:
