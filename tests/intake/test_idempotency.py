@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 from tests.sdk.helpers import test_guard, wait_for
@@ -30,7 +29,7 @@ def _stored(server: LiveServer, subject_prefix: str = "") -> list[str]:
 
 def test_a_resent_batch_is_stored_once(server: LiveServer) -> None:
     c = server.client("ingest", handle="bot")
-    batch = _events(5, "a") + [{"workflow": "idem", "kind": "response"}]  # the last one lacks `time`
+    batch = [*_events(5, "a"), {"workflow": "idem", "kind": "response"}]  # the last one lacks `time`
     first = c.post("/v1/events", json=batch, headers={"Idempotency-Key": "batch-1"})
     assert first.status_code == 200, first.text
     assert first.json()["accepted"] == 5 and len(first.json()["rejected"]) == 1
