@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codeblue.signals.indicators import DEN_IDX, INDICATORS, NI, NUM_IDX
+from codeblue.signals.indicators import DEN_IDX, INDICATORS, NC, NI, NUM_IDX
 from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, Series
 
 #: Indicators the CUSUM judges (all but the percentile ones), as a row mask.
 _CUSUM_JUDGED = np.array([not ind.percentile for ind in INDICATORS])
 _NUM_DEN = NUM_IDX + DEN_IDX
+#: Rows per window-sum product in `test_block` (bounds its float64 temporaries to ~4 MB).
+_CHUNK = 512
 
 
 @dataclass
@@ -192,10 +194,14 @@ def test_block(
     sel: slice | IntArray = slice(0, n) if rows.size == n else rows
     # Window sums as one batched product: (rows, windows, slots) masks × (rows, slots, counters), in float64
     # (BLAS; the counts are integers far below 2**53, so the sums are exact).
-    ids = blk.fine_ids[sel]
-    age = eval_b - ids
-    masks = ((age[:, None, :] < _window_lengths(cfg.windows)) & (age >= 0)[:, None, :]).astype(np.float64)
-    win = np.matmul(masks, blk.fine[sel].astype(np.float64))
+    # Done in chunks of rows so that the float64 copies stay small (memory: a 4096-row block would need ~30 MB).
+    lengths = _window_lengths(cfg.windows)
+    win = np.empty((rows.size, len(cfg.windows), NC))
+    for c0 in range(0, rows.size, _CHUNK):
+        part: slice | IntArray = slice(c0, min(c0 + _CHUNK, n)) if rows.size == n else rows[c0:c0 + _CHUNK]
+        age = eval_b - blk.fine_ids[part]
+        masks = ((age[:, None, :] < lengths) & (age >= 0)[:, None, :]).astype(np.float64)
+        np.matmul(masks, blk.fine[part].astype(np.float64), out=win[c0:c0 + _CHUNK])
     X = win[:, :, NUM_IDX]
     N = win[:, :, DEN_IDX]
     bnum = blk.bnum[sel]
