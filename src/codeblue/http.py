@@ -274,10 +274,21 @@ async def run_write_grouped(rt: Runtime, fn: Callable[[Session], T]) -> T:
     that arrive meanwhile (group commit, see `codeblue.store.group_commit`): for hot, small, independent
     writes such as timeline notes. On SQLite the transaction runs on the event loop when the database is free
     (no thread hop), otherwise in a worker thread: keep `fn` short and free of network I/O."""
+    return await _group_commit(rt).submit(fn)
+
+
+async def run_write_batched(rt: Runtime, fn: Callable[[Session, list[Any]], list[Any]], item: Any) -> Any:
+    """As `run_write_grouped`, for a write with a batch form: the items queued for the same `fn` meanwhile are
+    written by one call `fn(session, items)` (see `GroupCommit.submit_batched`). `fn` must be one function
+    for all requests (a module-level one), not a new closure per request."""
+    return await _group_commit(rt).submit_batched(fn, item)
+
+
+def _group_commit(rt: Runtime) -> GroupCommit:
     gc = rt.extras.get(GROUP_COMMIT)
     if not isinstance(gc, GroupCommit):
         gc = rt.extras[GROUP_COMMIT] = GroupCommit(rt.db)
-    return await gc.submit(fn)
+    return gc
 
 
 def write_session(rt: Runtime) -> Iterator[Session]:

@@ -116,3 +116,49 @@ def test_appends_in_one_transaction_survive_a_rolled_back_savepoint(server: Live
     assert texts == ["before", "after 1", "kept in savepoint", "after 2"]
     v = verify(c, iid)
     assert v["ok"] and v["problems"] == [], v
+
+
+def _append_notes(s: Session, items: list[tuple[LiveServer, service.NoteIn]]) -> list[Any]:
+    out = service.append_batch(s, items[0][0].rt, [n for _, n in items])
+    return [e if isinstance(e, BaseException) else e.as_dict() for e in out]
+
+
+def test_batched_appends_share_a_round_and_an_unknown_incident_fails_alone(server: LiveServer) -> None:
+    c = server.client("responder", handle="rui")
+    a, b = open_incident(c)["id"], open_incident(c, title="second")["id"]
+    gc = GroupCommit(server.rt.db)
+    plan = [(a if i % 4 else b, f"m{i:02d}") for i in range(30)]
+    plan.insert(7, (999_999, "nowhere"))
+
+    async def go() -> list[Any]:
+        jobs = [gc.submit_batched(_append_notes, (server, service.NoteIn(iid, "note", text, "rui")))
+                for iid, text in plan]
+        jobs.insert(12, gc.submit(_note(server, a, "opaque write in the same round")))
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    got = asyncio.run(go())
+    assert (gc.rounds, gc.split_rounds) == (1, 0)  # the unknown incident did not split the round
+    assert isinstance(got[7], NotFound)
+    assert got[12]["text"] == "opaque write in the same round"
+    ok = [g for i, g in enumerate(got) if i not in (7, 12)]
+    assert [g["text"] for g in ok] == [t for iid, t in plan if iid != 999_999]
+    for iid in (a, b):
+        mine = [g for g in ok if g["incident_id"] == iid]
+        assert [g["seq"] for g in mine] == sorted(g["seq"] for g in mine)
+        notes = [e for e in timeline(c, iid) if e["kind"] == "note"]
+        assert len(notes) == len(mine) + (1 if iid == a else 0)
+        v = verify(c, iid)
+        assert v["ok"] and v["problems"] == [], v
+    assert _count(server, 999_999, "") == 0
+
+
+def test_a_batch_after_a_single_append_in_the_same_transaction_continues_its_chain(server: LiveServer) -> None:
+    c = server.client("responder", handle="rui")
+    iid = open_incident(c)["id"]
+    with server.rt.db.write() as s:
+        _note(server, iid, "single")(s)
+        service.append_batch(s, server.rt, [service.NoteIn(iid, "note", f"batch {i}", "rui") for i in range(3)])
+        _note(server, iid, "single again")(s)
+    texts = [e["text"] for e in timeline(c, iid) if e["kind"] == "note"]
+    assert texts == ["single", "batch 0", "batch 1", "batch 2", "single again"]
+    assert verify(c, iid)["ok"]

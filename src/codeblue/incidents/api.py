@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from codeblue.errors import Forbidden, Invalid
-from codeblue.http import RT, ORJSONResponse, Responder, Viewer, run_write_grouped
+from codeblue.http import RT, ORJSONResponse, Responder, Viewer, run_write_batched
 from codeblue.incidents import service
 from codeblue.incidents.model import FAILURE_TYPES, MILESTONES, ROLES, SEVERITIES, STATUSES
 from codeblue.runtime import Runtime
@@ -278,12 +278,15 @@ async def add_note(incident_id: int, request: Request, rt: RT, who: Responder) -
     """Append a note to the timeline (the hot path: body read with orjson, the write without a thread hop on
     SQLite when the database is free)."""
     text = _note_text(await request.body())
+    note = service.NoteIn(incident_id=incident_id, kind="note", text=text, actor=who.handle)
+    return _json(await run_write_batched(rt, _append_notes, (rt, note)), 201)
 
-    def write(s: Session) -> dict[str, Any]:
-        return service.append_entry(s, rt, incident_id=incident_id, kind="note", text=text,
-                                    actor=who.handle).as_dict()
 
-    return _json(await run_write_grouped(rt, write), 201)
+def _append_notes(s: Session, items: list[tuple[Runtime, service.NoteIn]]) -> list[Any]:
+    """The notes of one group-commit round, appended together (`service.append_batch`)."""
+    rt = items[0][0]
+    out = service.append_batch(s, rt, [note for _, note in items])
+    return [e if isinstance(e, BaseException) else e.as_dict() for e in out]
 
 
 @router.post("/{incident_id}/reports", status_code=201, response_model=None)

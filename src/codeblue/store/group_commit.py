@@ -20,6 +20,7 @@ Semantics are those of one transaction per write, as far as a caller can tell:
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -30,7 +31,21 @@ from sqlalchemy.orm import Session
 from codeblue.store.db import Database
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
 Write = Callable[[Session], Any]
+# A batch writer: all the items of one kind queued for a round, written together; one result per item, in order
+# — a value, or an exception for an item that failed alone (it must then have written nothing).
+BatchWrite = Callable[[Session, list[Any]], list[Any]]
+
+
+class _Batched:
+    """A queued item for a batch writer (see `GroupCommit.submit_batched`)."""
+
+    __slots__ = ("fn", "item")
+
+    def __init__(self, fn: BatchWrite, item: Any) -> None:
+        self.fn = fn
+        self.item = item
 
 MAX_BATCH = 64  # writes per transaction; bounds how long one round holds locks (or the event loop, on SQLite)
 
@@ -52,7 +67,7 @@ class _Queue:
     """The writes waiting on one event loop, and whether a round is running."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[Write, asyncio.Future[Any]]] = []
+        self.pending: list[tuple[Write | _Batched, asyncio.Future[Any]]] = []
         self.running = False
         self.task: asyncio.Task[None] | None = None
 
@@ -74,17 +89,26 @@ class GroupCommit:
     async def submit(self, fn: Callable[[Session], T]) -> T:
         """Run `fn(session)` in a write transaction shared with other writes queued meanwhile; return its result
         once that transaction has committed, or raise what `fn` raised (then nothing of `fn` is committed)."""
+        return await self._enqueue(fn)  # type: ignore[no-any-return]
+
+    async def submit_batched(self, fn: Callable[[Session, list[I]], list[Any]], item: I) -> Any:
+        """Like `submit`, for writes that are cheaper together: the items queued for the same `fn` in a round
+        are passed to one call of `fn(session, items)`, which returns one result per item, in order — a value,
+        or an exception instance for an item that failed alone (and wrote nothing). Raises that exception."""
+        return await self._enqueue(_Batched(fn, item))
+
+    async def _enqueue(self, entry: Write | _Batched) -> Any:
         loop = asyncio.get_running_loop()
         q = self._queues.get(loop)
         if q is None:
             q = self._queues[loop] = _Queue()
         fut: asyncio.Future[Any] = loop.create_future()
-        q.pending.append((fn, fut))
+        q.pending.append((entry, fut))
         if not q.running:
             q.running = True
             # started on the next turn of the loop, so requests read in this turn join the same round
             q.task = loop.create_task(self._drain(q))
-        return await fut  # type: ignore[no-any-return]
+        return await fut
 
     async def _drain(self, q: _Queue) -> None:
         try:
@@ -101,11 +125,11 @@ class GroupCommit:
         finally:
             q.running = False
 
-    async def _round(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
-        fns = [fn for fn, _ in batch]
+    async def _round(self, batch: list[tuple[Write | _Batched, asyncio.Future[Any]]]) -> None:
+        entries = [entry for entry, _ in batch]
 
-        def run_all(s: Session) -> list[Any]:
-            return [fn(s) for fn in fns]
+        def run_all(s: Session) -> list[_Outcome]:
+            return _run_entries(s, entries)
 
         try:
             results = await run_one(self.db, run_all)
@@ -120,20 +144,65 @@ class GroupCommit:
                 return
             # Something in the round failed and everything in it was rolled back: each write on its own now.
             self.split_rounds += 1
-            for fn, fut in batch:
+            for entry, fut in batch:
                 try:
-                    _settle(fut, result=await run_one(self.db, fn))
+                    (outcome,) = await run_one(self.db, functools.partial(_run_alone, entry))
                 except asyncio.CancelledError:
                     raise
                 except Exception as one:
                     _settle(fut, exc=one)
+                else:
+                    outcome.settle(fut)
             self.rounds += len(batch)
             self.writes += len(batch)
             return
         self.rounds += 1
         self.writes += len(batch)
-        for (_, fut), result in zip(batch, results, strict=True):
-            _settle(fut, result=result)
+        for (_, fut), outcome in zip(batch, results, strict=True):
+            outcome.settle(fut)
+
+
+class _Outcome:
+    """What one queued write came to inside a round: a result, or an exception it failed alone with."""
+
+    __slots__ = ("exc", "result")
+
+    def __init__(self, result: Any = None, exc: BaseException | None = None) -> None:
+        self.result = result
+        self.exc = exc
+
+    def settle(self, fut: asyncio.Future[Any]) -> None:
+        _settle(fut, result=self.result, exc=self.exc)
+
+
+def _run_alone(entry: Write | _Batched, s: Session) -> list[_Outcome]:
+    return _run_entries(s, [entry])
+
+
+def _run_entries(s: Session, entries: list[Write | _Batched]) -> list[_Outcome]:
+    """Run a round's writes in arrival order; the items of each batch writer in one call, at the place of the
+    first of them (writers of different kinds are independent)."""
+    out: list[_Outcome | None] = [None] * len(entries)
+    groups: dict[int, tuple[BatchWrite, list[int]]] = {}
+    for i, e in enumerate(entries):
+        if isinstance(e, _Batched):
+            groups.setdefault(id(e.fn), (e.fn, []))[1].append(i)
+    done: set[int] = set()
+    for i, e in enumerate(entries):
+        if not isinstance(e, _Batched):
+            out[i] = _Outcome(result=e(s))
+            continue
+        key = id(e.fn)
+        if key in done:
+            continue
+        done.add(key)
+        fn, slots = groups[key]
+        results = fn(s, [entries[j].item for j in slots])  # type: ignore[union-attr]
+        if len(results) != len(slots):
+            raise RuntimeError(f"batch writer {fn!r} returned {len(results)} results for {len(slots)} items")
+        for j, r in zip(slots, results, strict=True):
+            out[j] = _Outcome(exc=r) if isinstance(r, BaseException) else _Outcome(result=r)
+    return [o for o in out if o is not None]
 
 
 def _settle(fut: asyncio.Future[Any], *, result: Any = None, exc: BaseException | None = None) -> None:
