@@ -164,9 +164,15 @@ def _version_evidence(
         if v != to:
             x, n = _window_counts(s, i, since, now)
             xo, no = xo + x, no + n
+    # Served-version evidence is strongest against other versions serving at the same time. Without them it is
+    # a before/after comparison, which any fault in the workflow after the change would also pass; the longer
+    # the version served before the onset, the less that says about it (a version shipped hours ago and
+    # healthy since is not convicted by a fault that starts now), so it is weighed by the change's proximity.
+    weight = 1.0
     if no >= 20:
         p_other, ref = (xo + 0.5) / (no + 1.0), f"{percent(xo / no)} on other versions (n={no})"
     else:
+        weight = math.exp(-max(onset - float(change.get("time", onset)), 0.0) / 900.0)
         frm = change.get("from")
         base = versions.get(str(frm)) if frm is not None else None
         src = base if base is not None and base.bden[i] >= 20 else ws.all
@@ -176,7 +182,7 @@ def _version_evidence(
     pv = binom_sf(xv, nv, min(p_other, 0.999))
     text = f"{config} {to}: {ind.name} {percent(rate)} (n={nv}) vs {ref}"
     if rate >= 1.5 * p_other and pv < 1e-4:
-        return min(1.0, 0.6 + 0.4 * min(1.0, -math.log10(max(pv, 1e-300)) / 12.0)), text
+        return weight * min(1.0, 0.6 + 0.4 * min(1.0, -math.log10(max(pv, 1e-300)) / 12.0)), text
     if nv >= 30 and rate < 1.2 * p_other + 2.0 / nv:
         return -1.0, text
     return 0.0, text
