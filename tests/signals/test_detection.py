@@ -66,3 +66,22 @@ def test_clean_traffic_with_bursts_and_benign_changes_opens_nothing() -> None:
     res = replay_events(run.events, run.changes)
     assert res.events > 100_000
     assert [(g.workflow, g.alerts[0].evidence) for g in res.groups] == []
+
+
+def test_a_version_shipped_long_before_the_onset_is_not_convicted_by_before_after_evidence() -> None:
+    """The finance-router fault, with the workflow's prompt also first shipped 33 minutes before the onset (as
+    the demo's setup does). Every finance-qa answer is served by that prompt, so "its rate rose after the
+    onset" holds for it too; with no other prompt version serving beside it, that before/after difference
+    must not convict a version that served healthy traffic for half an hour."""
+    from codeblue.sim.scenarios import ONSET
+    from codeblue.sim.traffic import change_record
+    from tests.signals.helpers import replay_events, scenario
+
+    run = scenario("finance-router")
+    old = change_record(9901, ONSET - 33 * 60, "prompt", "finance-assistant", None, "v18", 1.0, ["finance-qa"])
+    report = replay_events(list(run.events), changes=[old, *run.changes]).report()
+    inc = next(i for i in report["incidents"] if i["workflow"] == "finance-qa")
+    top = inc["suspects"][0]
+    assert (top["kind"], top["name"], top["version"]) == ("routing_policy", "finance-router", "r8"), inc["suspects"]
+    prompt = [s for s in inc["suspects"] if s["name"] == "finance-assistant"]
+    assert prompt and prompt[0]["score"] < 0.5, prompt
