@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
@@ -263,24 +263,16 @@ Ingest = Annotated[Principal, Depends(requires("ingest"))]
 RiskOwner = Annotated[Principal, Depends(requires("risk_owner"))]
 
 
-T = TypeVar("T")
-
-
 GROUP_COMMIT = "store.group_commit"
 
 
-async def run_write_grouped(rt: Runtime, fn: Callable[[Session], T]) -> T:
-    """Run `fn(session)` in a write transaction from an async route, sharing it with the other grouped writes
-    that arrive meanwhile (group commit, see `codeblue.store.group_commit`): for hot, small, independent
-    writes such as timeline notes. On SQLite the transaction runs on the event loop when the database is free
-    (no thread hop), otherwise in a worker thread: keep `fn` short and free of network I/O."""
-    return await _group_commit(rt).submit(fn)
-
-
 async def run_write_batched(rt: Runtime, fn: Callable[[Session, list[Any]], list[Any]], item: Any) -> Any:
-    """As `run_write_grouped`, for a write with a batch form: the items queued for the same `fn` meanwhile are
-    written by one call `fn(session, items)` (see `GroupCommit.submit_batched`). `fn` must be one function
-    for all requests (a module-level one), not a new closure per request."""
+    """Run a hot, small, independent write from an async route with group commit (`codeblue.store.group_commit`):
+    the items queued for the same `fn` while a round runs are written by one call `fn(session, items)` in the
+    next shared transaction (see `GroupCommit.submit_batched`); the result comes back once it committed. `fn`
+    must be one function for all requests (a module-level one), not a new closure per request. On SQLite the
+    round runs on the event loop when the database is free (no thread hop), otherwise in a worker thread:
+    keep `fn` short and free of network I/O."""
     return await _group_commit(rt).submit_batched(fn, item)
 
 

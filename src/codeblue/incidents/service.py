@@ -217,17 +217,21 @@ def append_entry(
     Locks the incident row (PostgreSQL; SQLite write transactions are already exclusive), chains the entry's
     MAC onto the stored head, inserts it and moves the head, all in the caller's transaction.
     """
-    if not kind or len(kind) > 64:
-        raise Invalid("kind must be 1–64 characters", field="kind")
-    _text(text, "text")
-    if not actor or len(actor) > 100:
-        raise Invalid("actor must be 1–100 characters", field="actor")
+    _check_entry(kind, text, actor)
     body = chain.normalise_data(data)
     now = float(rt.clock.now())
     locked: set[int] = s.info.setdefault("incidents.locked", set())
     if incident_id in locked:
         return _append_orm(s, rt, incident_id=incident_id, kind=kind, text=text, actor=actor, body=body, now=now)
     return _append_core(s, rt, incident_id=incident_id, kind=kind, text=text, actor=actor, body=body, now=now)
+
+
+def _check_entry(kind: str, text: str, actor: str) -> None:
+    if not kind or len(kind) > 64:
+        raise Invalid("kind must be 1–64 characters", field="kind")
+    _text(text, "text")
+    if not actor or len(actor) > 100:
+        raise Invalid("actor must be 1–100 characters", field="actor")
 
 
 def _next(rt: Runtime, incident_id: int, count: int, head: str, *, kind: str, text: str, actor: str,
@@ -381,27 +385,14 @@ def append_batch(s: Session, rt: Runtime, items: list[NoteIn]) -> list[TimelineE
     item. Other exceptions propagate, leaving the transaction to be rolled back.
     """
     conn = s.connection()
-    if conn.dialect.name != "postgresql" or len(items) < 2:
-        out: list[TimelineEntry | NotFound] = []
-        for it in items:
-            try:
-                out.append(append_entry(s, rt, incident_id=it.incident_id, kind=it.kind, text=it.text,
-                                        actor=it.actor))
-            except NotFound as exc:  # raised before anything was written
-                out.append(exc)
-        return out
+    locked: set[int] = s.info.get("incidents.locked", set())
+    if conn.dialect.name != "postgresql" or len(items) < 2 or any(it.incident_id in locked for it in items):
+        # one by one (also when the caller holds one of these incidents as an object and moves its head itself)
+        return [_one(s, rt, it) for it in items]
     for it in items:
-        if not it.kind or len(it.kind) > 64:
-            raise Invalid("kind must be 1–64 characters", field="kind")
-        _text(it.text, "text")
-        if not it.actor or len(it.actor) > 100:
-            raise Invalid("actor must be 1–100 characters", field="actor")
+        _check_entry(it.kind, it.text, it.actor)
     if s.new or s.dirty:
         s.flush()
-    locked: set[int] = s.info.get("incidents.locked", set())
-    if any(it.incident_id in locked for it in items):
-        # the caller holds one of these incidents as an object and moves its head itself: one by one
-        return [_one(s, rt, it) for it in items]
     heads_cache = _held_heads(s)
     _, insert_sql, _ = _RAW_SQL["postgresql"]
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -415,7 +406,7 @@ def append_batch(s: Session, rt: Runtime, items: list[NoteIn]) -> list[TimelineE
         body = chain.normalise_data(None)  # a note carries no structured data
         body_json = orjson.dumps(body).decode()
         results: list[TimelineEntry | NotFound | None] = []
-        planned: list[tuple[int, int, int, float, str, str, dict[str, Any]]] = []  # (slot, iid, seq, now, ...)
+        planned: list[tuple[int, NoteIn, int, float, str]] = []  # (slot, item, seq, time, mac)
         params: list[tuple[Any, ...]] = []
         for it in items:
             h = heads.get(it.incident_id)
@@ -430,8 +421,7 @@ def append_batch(s: Session, rt: Runtime, items: list[NoteIn]) -> list[TimelineE
             params.append((it.incident_id, seq, now, it.actor, it.kind, it.text, body_json, mac,
                            seq, mac, seal, moved, it.incident_id))
             heads[it.incident_id] = (seq, mac, moved)
-            planned.append((len(results), it.incident_id, seq, now, mac, it.actor, {"kind": it.kind,
-                                                                                   "text": it.text}))
+            planned.append((len(results), it, seq, now, mac))
             results.append(None)
         entry_ids: list[int] = []
         if params:
@@ -449,9 +439,9 @@ def append_batch(s: Session, rt: Runtime, items: list[NoteIn]) -> list[TimelineE
         cur.close()
     if len(entry_ids) != len(planned):
         raise RuntimeError(f"batch append: {len(planned)} inserts but {len(entry_ids)} ids returned")
-    for (slot, iid, seq, now, mac, actor, kt), entry_id in zip(planned, entry_ids, strict=True):
-        results[slot] = _appended(s, rt, entry_id=entry_id, incident_id=iid, seq=seq, now=now, actor=actor,
-                                  kind=kt["kind"], text=kt["text"], body=dict(body), mac=mac)
+    for (slot, it, seq, now, mac), entry_id in zip(planned, entry_ids, strict=True):
+        results[slot] = _appended(s, rt, entry_id=entry_id, incident_id=it.incident_id, seq=seq, now=now,
+                                  actor=it.actor, kind=it.kind, text=it.text, body=dict(body), mac=mac)
     heads_cache.update(heads)
     done = [r for r in results if r is not None]
     assert len(done) == len(items)
@@ -459,7 +449,7 @@ def append_batch(s: Session, rt: Runtime, items: list[NoteIn]) -> list[TimelineE
 
 
 def _one(s: Session, rt: Runtime, it: NoteIn) -> TimelineEntry | NotFound:
-    try:
+    try:  # NotFound is raised before anything was written
         return append_entry(s, rt, incident_id=it.incident_id, kind=it.kind, text=it.text, actor=it.actor)
     except NotFound as exc:
         return exc
