@@ -212,21 +212,18 @@ def _html(title: str, message: str, status: int, *, extra: str = "") -> HTMLResp
     return HTMLResponse(doc, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def _ack(token: str, request: Request, rt: RT) -> Any:
+def _link(request: Request, rt: RT, token: str, *, acknowledge: bool) -> dict[str, Any] | Response:
+    """The link's state (GET) or its acknowledgement (POST); a refused link is a page for a browser."""
     try:
-        with rt.db.write() as s:
-            out = service.acknowledge_by_token(s, rt, token=token)
+        if acknowledge:
+            with rt.db.write() as s:
+                return service.acknowledge_by_token(s, rt, token=token)
+        with rt.db.read() as s:
+            return service.describe_ack_token(s, rt, token=token)
     except CodeblueError as exc:
         if _wants_html(request):
             return _html(exc.title, exc.detail, exc.status)
         raise
-    if _wants_html(request):
-        if out["already_acknowledged"]:
-            msg = f"Incident #{out['incident_id']} ({out['title']}) was already acknowledged by {out['acknowledged_by']}."
-        else:
-            msg = f"You ({out['handle']}) acknowledged incident #{out['incident_id']}: {out['title']}. Escalation stopped."
-        return _html("Acknowledged", msg, 200)
-    return out
 
 
 @router.get("/ack/{token}", response_model=None)
@@ -237,13 +234,9 @@ def ack_link(token: str, request: Request, rt: RT) -> dict[str, Any] | Response:
     and an acknowledgement made by one would stop escalation with nobody looking. A browser gets a page with
     one button that POSTs; forged or expired links are refused (403) either way.
     """
-    try:
-        with rt.db.read() as s:
-            out = service.describe_ack_token(s, rt, token=token)
-    except CodeblueError as exc:
-        if _wants_html(request):
-            return _html(exc.title, exc.detail, exc.status)
-        raise
+    out = _link(request, rt, token, acknowledge=False)
+    if isinstance(out, Response):
+        return out
     if not _wants_html(request):
         return {**out, "acknowledge": "POST this URL to acknowledge"}
     if out["acknowledged"]:
@@ -261,5 +254,11 @@ def ack_link(token: str, request: Request, rt: RT) -> dict[str, Any] | Response:
 def ack_link_post(token: str, request: Request, rt: RT) -> dict[str, Any] | Response:
     """Acknowledge an incident from the signed link in a page (no API token; forged or expired links are
     refused). A second acknowledgement is harmless: the answer says who acknowledged first."""
-    result: dict[str, Any] | Response = _ack(token, request, rt)
-    return result
+    out = _link(request, rt, token, acknowledge=True)
+    if isinstance(out, Response) or not _wants_html(request):
+        return out
+    if out["already_acknowledged"]:
+        msg = f"Incident #{out['incident_id']} ({out['title']}) was already acknowledged by {out['acknowledged_by']}."
+    else:
+        msg = f"You ({out['handle']}) acknowledged incident #{out['incident_id']}: {out['title']}. Escalation stopped."
+    return _html("Acknowledged", msg, 200)

@@ -310,38 +310,38 @@ def ack_url(rt: Runtime, token: str) -> str:
     return f"{rt.settings.base_url.rstrip('/')}/v1/oncall/ack/{token}"
 
 
-def describe_ack_token(s: Session, rt: Runtime, *, token: str) -> dict[str, Any]:
-    """What a genuine, unexpired link would acknowledge, without acknowledging anything (the link's GET)."""
+def _link_state(s: Session, incident_id: int, handle: str) -> dict[str, Any]:
     from codeblue.incidents import service as incidents
 
-    incident_id, handle, exp = read_ack_token(rt, token)
     inc = incidents.get_incident(s, incident_id).as_dict()
     return {
         "incident_id": incident_id, "title": inc["title"], "severity": inc["severity"], "handle": handle,
         "acknowledged": inc["milestones"].get("acknowledged") is not None,
         "acknowledged_by": inc.get("acknowledged_by"), "acknowledged_at": inc["milestones"].get("acknowledged"),
-        "status": inc["status"], "link_expires_at": exp,
+        "status": inc["status"],
     }
+
+
+def describe_ack_token(s: Session, rt: Runtime, *, token: str) -> dict[str, Any]:
+    """What a genuine, unexpired link would acknowledge, without acknowledging anything (the link's GET)."""
+    incident_id, handle, exp = read_ack_token(rt, token)
+    return {**_link_state(s, incident_id, handle), "link_expires_at": exp}
 
 
 def acknowledge_by_token(s: Session, rt: Runtime, *, token: str) -> dict[str, Any]:
     from codeblue.incidents import service as incidents
 
     incident_id, handle, _exp = read_ack_token(rt, token)
-    inc = incidents.get_incident(s, incident_id).as_dict()
-    already = inc["milestones"].get("acknowledged") is not None
+    already = _link_state(s, incident_id, handle)["acknowledged"]
     if not already:
         incidents.acknowledge(s, rt, incident_id=incident_id, actor=handle)
     now = rt.clock.now()
     for p in s.scalars(select(Page).where(Page.incident_id == incident_id, Page.handle == handle,
                                           Page.acked_at.is_(None))):
         p.acked_at = now
-    inc = incidents.get_incident(s, incident_id).as_dict()
-    return {
-        "incident_id": incident_id, "title": inc["title"], "handle": handle, "already_acknowledged": already,
-        "acknowledged_by": inc.get("acknowledged_by"), "acknowledged_at": inc["milestones"].get("acknowledged"),
-        "status": inc["status"],
-    }
+    state = _link_state(s, incident_id, handle)
+    del state["acknowledged"], state["severity"]
+    return {**state, "already_acknowledged": already}
 
 
 # ----- paging --------------------------------------------------------------------------------------------
