@@ -45,11 +45,7 @@ class EventQueue:
         q = self._q
         with self._lock:
             held = self._held
-            if held is None:
-                if len(q) >= self.capacity:
-                    q.popleft()
-                    self.dropped += 1
-            elif len(q) + len(held[0]) >= self.capacity:
+            if len(q) + (len(held[0]) if held is not None else 0) >= self.capacity:
                 self._drop_oldest()
             q.append(ev)
             self.enqueued += 1

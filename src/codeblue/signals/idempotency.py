@@ -34,7 +34,7 @@ batches = Table(
 
 
 def check_key(key: str | None) -> str | None:
-    """The header's value, or None when absent; a 400 naming the header when it cannot be a key."""
+    """The header's value, or None when absent; Invalid (422) naming the header when it cannot be a key."""
     if key is None:
         return None
     key = key.strip()
