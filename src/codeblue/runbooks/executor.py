@@ -577,8 +577,9 @@ def baseline(s: Session, *, workflow: str, indicator: str, before: float, span: 
 def check_conditions(s: Session, inc: Incident, conditions: list[dict[str, Any]], since: float, until: float,
                      min_events: int, baselines: dict[str, float | None] | None = None
                      ) -> tuple[str, list[dict[str, Any]]]:
-    """'pass', 'fail' or 'wait' (too few events) for every condition on every workflow of the incident.
-    `baselines` caches the pre-onset baseline of each workflow/indicator between calls."""
+    """'fail' if any condition on any workflow of the incident fails (significantly above its limit, see
+    `measure.judge`), else 'wait' if any needs more events, else 'pass'. `baselines` caches the pre-onset
+    baseline of each workflow/indicator between calls."""
     cache: dict[str, float | None] = {} if baselines is None else baselines
     onset, _ = _window(inc, until)
     verdict = "pass"
@@ -605,15 +606,14 @@ def check_conditions(s: Session, inc: Incident, conditions: list[dict[str, Any]]
                 limit = (base_value or 0.0) * float(cond["baseline_factor"])
                 # an indicator whose baseline is 0 (e.g. wrong-entity) must stay at 0, with a small allowance
                 limit = max(limit, 1.0 / max(min_events, 1) if base_value == 0 else limit)
+            j = measure.judge(m, limit, min_events, events=events)
             ok = m.value is not None and m.value <= limit
-            details.append({"workflow": wf, **m.as_dict(), "limit": limit, "ok": ok})
-            if m.denominator < min_events:
-                if m.value is not None and m.denominator >= min_events // 4 and m.value > 2 * limit:
-                    verdict = "fail"  # clearly bad even on few events: don't wait for more harm
-                elif verdict != "fail":
-                    verdict = "wait"
-            elif not ok:
+            details.append({"workflow": wf, **m.as_dict(), "limit": limit, "ok": ok, "verdict": j.verdict,
+                            "p_value": j.p_value})
+            if j.verdict == "fail":
                 verdict = "fail"
+            elif j.verdict == "wait" and verdict != "fail":
+                verdict = "wait"
     return verdict, details
 
 
@@ -629,7 +629,8 @@ def _verify(s: Session, rt: Runtime, run: RunbookRun, step: RunbookStep, inc: In
                                              f"over enough events"}
     if verdict == "fail" and now >= started + hold:
         raise Conflict("verification failed: " + "; ".join(
-            f"{d['workflow']} {d['indicator']}={d['value']} > {d['limit']:.4g}" for d in details if not d["ok"]))
+            f"{d['workflow']} {d['indicator']}={d['value']} > {d['limit']:.4g} over {d['denominator']} events "
+            f"(p={d['p_value']:.2g})" for d in details if d.get("verdict") == "fail"))
     raise NotYet({"checks": details, "verdict": verdict, "until": started + hold, "baselines": baselines},
                  recheck=min(30.0, max(hold / 4, 1.0)))
 

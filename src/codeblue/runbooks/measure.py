@@ -8,8 +8,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from codeblue.signals import store
+from codeblue.signals.detect import binom_sf
 
 PERCENTILE_INDICATORS = {"latency_p95_ms": "latency_ms", "retrieval_age_p95_s": "retrieval_age_s"}
+# A verification fails only on strong evidence: it is looked at every few seconds over a growing window, so
+# each look must be strict for the whole hold to stay well below a 1 % chance of failing healthy traffic.
+FAIL_ALPHA = 1e-3
 
 
 @dataclass
@@ -67,6 +71,47 @@ def measure(events: list[dict[str, Any]], indicator: str) -> Measure:
     else:
         raise ValueError(f"unknown indicator {indicator!r}")
     return Measure(indicator, (num / den) if den else None, float(num), den)
+
+
+def exceedances(events: list[dict[str, Any]], indicator: str, limit: float) -> tuple[int, int]:
+    """For a percentile indicator: (values above `limit`, values) over the main path's responses."""
+    field = PERCENTILE_INDICATORS[indicator]
+    vals = [float(e[field]) for e in events
+            if not e.get("fallback") and e.get("kind") == "response" and isinstance(e.get(field), (int, float))]
+    return sum(1 for v in vals if v > limit), len(vals)
+
+
+@dataclass
+class Judgement:
+    verdict: str  # "pass", "fail" or "wait"
+    p_value: float | None  # of the one-sided test "more bad events than the limit allows"
+
+
+def judge(m: Measure, limit: float, min_events: int, *, events: list[dict[str, Any]] | None = None,
+          alpha: float = FAIL_ALPHA) -> Judgement:
+    """Whether an indicator is within its limit, with honest statistics on few events.
+
+    A rate is the share of bad events among `denominator` trials; it *fails* when the bad count is
+    significantly above what the limit allows (exact one-sided binomial test at `alpha`: valid at any
+    number of events, so a clearly broken path fails early, while a healthy one is not failed by the
+    noise of a few events). It *passes* once there are `min_events` and the estimate is within the limit;
+    otherwise (too few events, or above the limit without enough evidence yet) it *waits* for more.
+    A percentile (p95 ≤ limit) is the same test on the share of values above the limit, against 5 %.
+    """
+    if m.indicator in PERCENTILE_INDICATORS:
+        if events is None:
+            raise ValueError("a percentile indicator needs the events to count exceedances")
+        k, n = exceedances(events, m.indicator, limit)
+        p_allowed = 0.05
+    else:
+        k, n = int(m.numerator), m.denominator
+        p_allowed = limit
+    p_value = binom_sf(k, n, min(p_allowed, 1.0)) if n > 0 else None
+    if p_value is not None and p_value < alpha:
+        return Judgement("fail", p_value)
+    if m.denominator >= min_events and m.value is not None and m.value <= limit:
+        return Judgement("pass", p_value)
+    return Judgement("wait", p_value)
 
 
 def load_events(s: Session, *, workflow: str, since: float, until: float, cap: int = 100_000) -> list[dict[str, Any]]:

@@ -202,7 +202,8 @@ def advance(s: Session, rt: Runtime, plan: RecoveryPlan) -> str:
     verdict, details = check_conditions(s, inc, plan.conditions, plan.stage_started_at, now + 1, plan.min_events)
     if verdict == "fail":
         bad = "; ".join(f"{d['workflow']} {d['indicator']} = {d['value']:.4g} over {d['denominator']} events, "
-                        f"limit {d['limit']:.4g}" for d in details if not d["ok"] and d["value"] is not None)
+                        f"limit {d['limit']:.4g} (p={d['p_value']:.2g})" for d in details
+                        if d.get("verdict") == "fail" and d["value"] is not None)
         _revert(s, rt, plan, bad or "verification failed")
         return "reverted"
     if verdict == "wait" or now < plan.stage_started_at + plan.hold_s:
