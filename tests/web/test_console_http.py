@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from codeblue.auth.service import digest
+from codeblue.errors import Unauthorized
 from tests.support import LiveServer
 from tests.web import seed
 
@@ -84,9 +85,18 @@ def test_forged_expired_and_revoked_sessions_are_refused(server: LiveServer) -> 
 def test_logout_needs_csrf_and_clears_the_cookie(server: LiveServer) -> None:
     c = seed.login(server.url, server.token("viewer", handle="vic"))
     assert c.post("/console/logout").status_code == 403
+    token = server.token("viewer", handle="vic")
+    other = seed.login(server.url, token)  # a second session of the same person stays signed in
+    copied = httpx.Client(base_url=server.url, timeout=30, cookies={"cb_session": c.cookies["cb_session"]})
+    assert copied.get("/console/incidents").status_code == 200
     r = c.post("/console/logout", data={"csrf": _csrf(c, "/console/incidents")})
     assert r.status_code == 303
     assert "cb_session" not in c.cookies
+    # signing out ends the session server-side: a copy of the cookie is refused from now on
+    assert copied.get("/console/incidents").status_code == 303
+    r = copied.get("/console/fragments/incidents", headers={"X-Console-Fragment": "1"})
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+    assert other.get("/console/incidents").status_code == 200
 
 
 def test_actions_need_csrf_role_and_follow_the_service_rules(server: LiveServer) -> None:
@@ -308,3 +318,25 @@ def test_pages_ship_everything_themselves(server: LiveServer) -> None:
     assert missing.status_code == 404 and "no incident 424242" in missing.text.lower().replace("#", "")
     assert c.get("/console/static/..%2Fapi.py").status_code == 404
     assert c.get("/console/static/api.py").status_code == 404
+
+
+def test_sign_outs_are_forgotten_once_their_sessions_would_have_expired(server: LiveServer) -> None:
+    from sqlalchemy import select
+
+    from codeblue.web import session as sessions
+    from codeblue.web.model import ConsoleSessionEnd
+
+    rt = server.rt
+    now = rt.clock.now()
+    old = sessions.ConsoleSession(token_id=1, fingerprint="f", issued_at=now - 7200, expires_at=now - 1, nonce="a")
+    live = sessions.ConsoleSession(token_id=1, fingerprint="f", issued_at=now, expires_at=now + 3600, nonce="b")
+    with rt.db.write() as s:
+        sessions.end(s, rt, old)
+        sessions.end(s, rt, live)
+        sessions.end(s, rt, live)  # signing out twice is one record
+    sessions.purge_ended(rt)
+    with rt.db.read() as s:
+        left = list(s.scalars(select(ConsoleSessionEnd.expires_at)))
+    assert left == [live.expires_at]
+    with rt.db.read() as s, pytest.raises(Unauthorized, match="signed out"):
+        sessions.principal_for(s, rt, live)

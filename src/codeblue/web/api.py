@@ -232,6 +232,17 @@ async def login(request: Request, rt: RT) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, rt: RT, _who: ActViewer) -> Response:
+    """Sign out: the session ends server-side (a copy of the cookie is refused too) and the cookie is cleared.
+    With a bearer token instead of a cookie there is no session to end."""
+    sess = sessions.read(rt, request.cookies.get(sessions.COOKIE))
+    if sess is not None and not request.headers.get("authorization"):
+        ended = sess
+
+        def work() -> None:
+            with _write(rt) as s:
+                sessions.end(s, rt, ended)
+
+        await anyio.to_thread.run_sync(work)
     resp: Response
     if _wants_json(request):
         resp = ORJSONResponse({"ok": True, "message": "signed out"})

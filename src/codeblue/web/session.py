@@ -3,8 +3,9 @@
 Logging in with an API token sets ``cb_session``: ``<payload>.<mac>`` where the payload names the token row
 and carries a keyed fingerprint of the token's SHA-256 digest (never the token, never the bare digest), the
 issue and expiry times and a random nonce; the MAC is HMAC-SHA256 under the server key. Every request reloads
-the token row, so revoking the token ends its console sessions at once. The cookie is HttpOnly and
-SameSite=Strict (Secure behind https).
+the token row, so revoking the token ends its console sessions at once, and checks that the session was not
+signed out: signing out records the end of the session server-side (`codeblue.web.model`), so a copy of the
+cookie stops working too. The cookie is HttpOnly and SameSite=Strict (Secure behind https).
 
 Every state-changing console request must carry the session's CSRF token (form field ``csrf`` or header
 ``X-CSRF-Token``), derived from the session nonce under the server key and compared in constant time. A
@@ -25,13 +26,15 @@ from typing import Annotated
 import anyio.to_thread
 import orjson
 from fastapi import Depends, Request
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from codeblue.auth.model import Person, Token, effective_roles
 from codeblue.auth.service import Principal, authenticate, digest, require
 from codeblue.errors import Forbidden, Unauthorized
 from codeblue.http import RT, current_principal
-from codeblue.runtime import Runtime
+from codeblue.runtime import Job, Runtime
+from codeblue.web.model import ConsoleSessionEnd
 
 COOKIE = "cb_session"
 LOGIN_COOKIE = "cb_login_csrf"
@@ -101,8 +104,32 @@ def read(rt: Runtime, value: str | None) -> ConsoleSession | None:
     return sess
 
 
+def _nonce_digest(sess: ConsoleSession) -> str:
+    return hashlib.sha256(sess.nonce.encode()).hexdigest()
+
+
+def end(s: Session, rt: Runtime, sess: ConsoleSession) -> None:
+    """Sign a session out server-side: every copy of its cookie is refused from now on."""
+    key = _nonce_digest(sess)
+    if s.get(ConsoleSessionEnd, key) is None:
+        s.add(ConsoleSessionEnd(nonce_digest=key, ended_at=rt.clock.now(), expires_at=sess.expires_at))
+
+
+def purge_ended(rt: Runtime) -> None:
+    """Forget sign-outs of sessions that have expired anyway (their cookies are refused for that)."""
+    with rt.db.write() as s:
+        s.execute(delete(ConsoleSessionEnd).where(ConsoleSessionEnd.expires_at < rt.clock.now()))
+
+
+def jobs() -> list[Job]:
+    return [Job("console.sessions.purge", 3600.0, purge_ended)]
+
+
 def principal_for(s: Session, rt: Runtime, sess: ConsoleSession) -> Principal:
-    """The person behind a session, from the token row as it is now (a revoked token ends the session)."""
+    """The person behind a session, from the token row as it is now (a revoked token ends the session, and
+    so does signing out)."""
+    if s.get(ConsoleSessionEnd, _nonce_digest(sess)) is not None:
+        raise Unauthorized("you signed out of this console session; log in again")
     tok = s.get(Token, sess.token_id)
     if tok is None or tok.revoked:
         raise Unauthorized("your console session has ended (the token was revoked); log in again")

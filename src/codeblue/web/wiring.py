@@ -6,7 +6,7 @@ from typing import Any
 
 from codeblue.hooks import hooks
 from codeblue.runtime import Job, Runtime
-from codeblue.web import watch
+from codeblue.web import session, watch
 
 TOPICS = ("incident.opened", "incident.status", "incident.updated", "timeline.appended", "controls.changed")
 
@@ -19,4 +19,4 @@ def setup(rt: Runtime) -> list[Job]:
 
     for topic in TOPICS:
         hooks.on(topic, on_change)
-    return []
+    return session.jobs()
