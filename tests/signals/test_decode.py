@@ -228,3 +228,23 @@ def test_replay_counts_and_rejects_exactly_as_the_parser() -> None:
     assert [e.as_dict() for e in res.errors] == [e.as_dict() for e in ref.errors]
     assert _acc_state(pipe) == _acc_state(ref_pipe)
     assert pipe._complaints == ref_pipe._complaints
+
+
+def test_feed_valid_counts_what_feed_counts() -> None:
+    """Intake's trusted feed of parser-normalised dicts accumulates exactly what the checking feed does."""
+    rng = random.Random(11)
+    events: list[dict[str, Any]] = []
+    i = 0
+    while len(events) < 5_000:
+        r = _reference(_line(rng), i)
+        i += 1
+        if isinstance(r, dict):
+            events.append(r)
+    checked, trusted = Pipeline(), Pipeline()
+    for k in range(0, len(events), 1000):
+        assert checked.feed([dict(e) for e in events[k:k + 1000]]) == trusted.feed_valid(events[k:k + 1000])
+        assert _acc_state(checked) == _acc_state(trusted)
+        assert checked._complaints == trusted._complaints
+        checked._acc.clear()
+        trusted._acc.clear()
+    assert checked.events == trusted.events == len(events)

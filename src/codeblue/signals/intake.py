@@ -236,8 +236,9 @@ def feed(rt: Runtime, events: list[dict[str, Any]]) -> None:
     if pipeline is None:
         return
     try:
-        # Normalised Event v1 dicts: the pipeline's fast path reads them without building Event objects.
-        pipeline.feed(events)
+        # Normalised Event v1 dicts (validate_batch's or the OTLP mapping's, through parse_event_dict): counted
+        # without re-checking their types and without building Event objects.
+        pipeline.feed_valid(events)
     except Exception:
         # The events are stored; a detector failure must not turn into a failed (and retried) upload.
         log.exception("the detection pipeline failed on a batch of %d events", len(events))

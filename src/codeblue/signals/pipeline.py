@@ -264,6 +264,71 @@ class Pipeline:
                     errors.append(exc)
         return errors
 
+    def feed_valid(self, events: list[dict[str, Any]]) -> int:
+        """Count Event v1 dicts that `parse_event_dict` produced (intake's stored events): the same counts as
+        `feed`, without re-checking types the parser already checked. Returns how many were counted."""
+        with self._lock:
+            accs = self._acc
+            complaints = self._complaints
+            for o in events:
+                get = o.get
+                t = o["time"]
+                v = get("versions")
+                akey = (int(t // FINE_S), o["workflow"], tuple(v.items()) if v else (), get("segment"),
+                        get("fallback"))
+                acc = accs.get(akey)
+                if acc is None:
+                    acc = accs[akey] = _Acc()
+                c = acc.c
+                bits = 0
+                kind = o["kind"]
+                if kind == "response":
+                    c[0] += 1
+                    st = get("status")
+                    if st is not None and st >= 500:
+                        c[1] += 1
+                        bits = BIT_ERR
+                    else:
+                        c[2] += 1
+                        if get("refusal"):
+                            c[3] += 1
+                            bits = BIT_REF
+                    g = get("grounded")
+                    if g is not None:
+                        c[4] += 1
+                        if not g:
+                            c[5] += 1
+                            bits |= BIT_GFAIL
+                    lat = get("latency_ms")
+                    if lat is not None:
+                        acc.lat.append(lat)
+                        acc.lat_subj.append(get("subject"))
+                    ra = get("retrieval_age_s")
+                    if ra is not None:
+                        acc.rage.append(ra)
+                        acc.rage_subj.append(get("subject"))
+                elif kind == "tool_call":
+                    c[6] += 1
+                    if get("args_valid") is False:
+                        c[7] += 1
+                        bits = BIT_TOOL
+                elif kind == "action":
+                    c[8] += 1
+                    target = get("target")
+                    if target and target != get("subject") and not ((at := get("authorized_targets")) and target in at):
+                        c[9] += 1
+                        bits = BIT_WRONG
+                else:
+                    text = get("text")
+                    if text:
+                        complaints.append((o["workflow"], text, t))
+                    c[10] += 1
+                    bits = BIT_COMPL
+                if bits:
+                    acc.bad.append((t, get("subject"), bits))
+            self.events += len(events)
+        return len(events)
+
     def _acc_for(self, t: float, wf: Any, vk: tuple[tuple[Any, Any], ...], seg: Any, fb: Any) -> _Acc | None:
         key = (int(t // FINE_S), wf, vk, seg, fb)
         acc = self._acc.get(key)
