@@ -9,6 +9,7 @@ parser alone reports: events, rejections (line, field, reason) and the pipeline'
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from codeblue.signals.decode import WireEvent, decode_event, versions_key
+from codeblue.signals.decode import WireEvent, decode_event, normal_event_dict, versions_key
 from codeblue.signals.events import EventError, parse_event, parse_event_dict
 from codeblue.signals.pipeline import Pipeline
 from codeblue.signals.replay import ReplayResult, _err, _run
@@ -248,3 +249,33 @@ def test_feed_valid_counts_what_feed_counts() -> None:
         checked._acc.clear()
         trusted._acc.clear()
     assert checked.events == trusted.events == len(events)
+
+
+def test_normal_event_dict_only_takes_what_the_parser_returns_unchanged() -> None:
+    """Intake's msgspec check of decoded dicts: when it keeps an object, the parser (check_nul=False) accepts
+    that object and returns it unchanged; the common valid event is kept."""
+    rng = random.Random(3)
+    kept = 0
+    for i in range(30_000):
+        raw = _line(rng)
+        if b"\\u0000" in raw:
+            continue  # check_nul=False is only for bodies without one
+        try:
+            o = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        before = copy.deepcopy(o)
+        got = normal_event_dict(o)
+        assert o == before  # never changes what it is given
+        ref = _reference(raw, i)
+        if got is None:
+            continue
+        kept += 1
+        # compared as JSON text, so an int the parser would turn into a float (5 == 5.0) is a difference
+        assert got is o and isinstance(ref, dict) and orjson.dumps(ref) == orjson.dumps(before), (raw, ref)
+        again = copy.deepcopy(before)
+        assert parse_event_dict(again, i, check_nul=False) is again and orjson.dumps(again) == orjson.dumps(before)
+    assert kept > 500
+    plain = {"time": T0, "workflow": "w", "kind": "response", "versions": {"prompt/a": "v1"}, "status": 200,
+             "latency_ms": 12.5, "subject": "acct-1", "refusal": False}
+    assert normal_event_dict(plain) is plain

@@ -20,12 +20,12 @@ Integer and float values keep their JSON type here (`time` 5 stays an int): the 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
 
-from codeblue.signals.events import MAX_WORKFLOW
+from codeblue.signals.events import MAX_WORKFLOW, EventError, _versions_fast
 
 _Str = str | None
 #: Unix seconds: what `parse_time` accepts as a number, unchanged (0 ≤ t ≤ 1e11).
@@ -133,3 +133,72 @@ def _check_versions(b: bytes) -> tuple[tuple[str, str], ...] | None:
         else:
             return None
     return tuple(out)
+
+
+# ----- decoded dicts (intake): the parser's answer for the common case, checked in C ---------------------------
+
+_U = msgspec.UnsetType
+_UStr = str | _U
+_UBool = bool | _U
+_UNum = Annotated[float, msgspec.Meta(ge=0)] | _U
+
+
+class _NormalEvent(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """Event v1 as `parse_event_dict` returns it unchanged: every field typed, no nulls (the parser drops them),
+    no unknown fields (it moves them into `attributes`). msgspec's `float` also takes an int: checked after."""
+
+    time: Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+    workflow: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_WORKFLOW)]
+    kind: Literal["response", "tool_call", "action", "complaint"]
+    versions: dict[str, str] | _U = msgspec.UNSET
+    trace_id: _UStr = msgspec.UNSET
+    session_id: _UStr = msgspec.UNSET
+    service: _UStr = msgspec.UNSET
+    subject: _UStr = msgspec.UNSET
+    segment: _UStr = msgspec.UNSET
+    fallback: _UStr = msgspec.UNSET
+    status: Annotated[int, msgspec.Meta(ge=0, lt=1000)] | _U = msgspec.UNSET
+    latency_ms: _UNum = msgspec.UNSET
+    refusal: _UBool = msgspec.UNSET
+    grounded: _UBool = msgspec.UNSET
+    retrieval_age_s: _UNum = msgspec.UNSET
+    model: _UStr = msgspec.UNSET
+    input: _UStr = msgspec.UNSET
+    output: _UStr = msgspec.UNSET
+    tool: _UStr = msgspec.UNSET
+    args_valid: _UBool = msgspec.UNSET
+    arguments: dict[str, Any] | _U = msgspec.UNSET
+    action: _UStr = msgspec.UNSET
+    target: _UStr = msgspec.UNSET
+    authorized_targets: list[str] | _U = msgspec.UNSET
+    text: _UStr = msgspec.UNSET
+    channel: _UStr = msgspec.UNSET
+    attributes: dict[str, Any] | _U = msgspec.UNSET
+
+
+_convert = msgspec.convert
+_FLOAT0 = 0.0
+
+
+def normal_event_dict(obj: Any) -> dict[str, Any] | None:
+    """`obj` itself when `parse_event_dict(obj, check_nul=False)` would accept it and return it unchanged (the
+    common case); None when only the parser can tell. Only for objects decoded from a body without a
+    ``\\u0000`` escape (so no string holds a NUL), as `check_nul=False` says."""
+    if type(obj) is not dict:
+        return None
+    try:
+        _convert(obj, _NormalEvent)
+    except msgspec.ValidationError:
+        return None
+    get = obj.get
+    if type(obj["time"]) is not float or type(get("latency_ms", _FLOAT0)) is not float or \
+            type(get("retrieval_age_s", _FLOAT0)) is not float:
+        return None  # an int the parser turns into a float
+    v = get("versions")
+    if v:
+        try:
+            if _versions_fast(v, 0) is not v:
+                return None
+        except EventError:
+            return None
+    return obj
