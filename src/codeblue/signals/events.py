@@ -217,7 +217,7 @@ def _versions_fast(v: Any, i: int) -> dict[str, str]:
     if type(v) is dict:
         good = _GOOD_VERSIONS
         for pair in v.items():
-            if pair not in good:
+            if type(pair[1]) is not str or pair not in good:  # (an object as a version is not hashable)
                 break
         else:
             return v

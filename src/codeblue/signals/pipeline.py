@@ -20,6 +20,7 @@ import numpy as np
 
 from codeblue.errors import Invalid
 from codeblue.signals.clusters import ClusterSignal, ComplaintClusterer
+from codeblue.signals.decode import WireEvent
 from codeblue.signals.detect import (
     DetectConfig,
     Finding,
@@ -263,6 +264,71 @@ class Pipeline:
                     errors.append(exc)
         return errors
 
+    def feed_valid(self, events: list[dict[str, Any]]) -> int:
+        """Count Event v1 dicts that `parse_event_dict` produced (intake's stored events): the same counts as
+        `feed`, without re-checking types the parser already checked. Returns how many were counted."""
+        with self._lock:
+            accs = self._acc
+            complaints = self._complaints
+            for o in events:
+                get = o.get
+                t = o["time"]
+                v = get("versions")
+                akey = (int(t // FINE_S), o["workflow"], tuple(v.items()) if v else (), get("segment"),
+                        get("fallback"))
+                acc = accs.get(akey)
+                if acc is None:
+                    acc = accs[akey] = _Acc()
+                c = acc.c
+                bits = 0
+                kind = o["kind"]
+                if kind == "response":
+                    c[0] += 1
+                    st = get("status")
+                    if st is not None and st >= 500:
+                        c[1] += 1
+                        bits = BIT_ERR
+                    else:
+                        c[2] += 1
+                        if get("refusal"):
+                            c[3] += 1
+                            bits = BIT_REF
+                    g = get("grounded")
+                    if g is not None:
+                        c[4] += 1
+                        if not g:
+                            c[5] += 1
+                            bits |= BIT_GFAIL
+                    lat = get("latency_ms")
+                    if lat is not None:
+                        acc.lat.append(lat)
+                        acc.lat_subj.append(get("subject"))
+                    ra = get("retrieval_age_s")
+                    if ra is not None:
+                        acc.rage.append(ra)
+                        acc.rage_subj.append(get("subject"))
+                elif kind == "tool_call":
+                    c[6] += 1
+                    if get("args_valid") is False:
+                        c[7] += 1
+                        bits = BIT_TOOL
+                elif kind == "action":
+                    c[8] += 1
+                    target = get("target")
+                    if target and target != get("subject") and not ((at := get("authorized_targets")) and target in at):
+                        c[9] += 1
+                        bits = BIT_WRONG
+                else:
+                    text = get("text")
+                    if text:
+                        complaints.append((o["workflow"], text, t))
+                    c[10] += 1
+                    bits = BIT_COMPL
+                if bits:
+                    acc.bad.append((t, get("subject"), bits))
+            self.events += len(events)
+        return len(events)
+
     def _acc_for(self, t: float, wf: Any, vk: tuple[tuple[Any, Any], ...], seg: Any, fb: Any) -> _Acc | None:
         key = (int(t // FINE_S), wf, vk, seg, fb)
         acc = self._acc.get(key)
@@ -364,6 +430,63 @@ class Pipeline:
             bits = BIT_COMPL
         if bits:
             acc.bad.append((t, subject, bits))
+        self.events += 1
+
+    def _add_wire(self, e: WireEvent, vk: tuple[tuple[str, str], ...]) -> None:
+        """Count one event the struct decoder accepted (`decode.decode_event`, so already valid Event v1)
+        with its normalised versions key: what `_add_dict` does, read from struct slots."""
+        t = e.time
+        akey = (int(t // FINE_S), e.workflow, vk, e.segment, e.fallback)
+        acc = self._acc.get(akey)
+        if acc is None:
+            acc = self._acc[akey] = _Acc()
+        c = acc.c
+        bits = 0
+        kind = e.kind
+        if kind == "response":
+            c[0] += 1
+            st = e.status
+            if st is not None and st >= 500:
+                c[1] += 1
+                bits = BIT_ERR
+            else:
+                c[2] += 1
+                if e.refusal:
+                    c[3] += 1
+                    bits = BIT_REF
+            g = e.grounded
+            if g is not None:
+                c[4] += 1
+                if not g:
+                    c[5] += 1
+                    bits |= BIT_GFAIL
+            lat = e.latency_ms
+            if lat is not None:
+                acc.lat.append(lat)
+                acc.lat_subj.append(e.subject)
+            ra = e.retrieval_age_s
+            if ra is not None:
+                acc.rage.append(ra)
+                acc.rage_subj.append(e.subject)
+        elif kind == "tool_call":
+            c[6] += 1
+            if e.args_valid is False:
+                c[7] += 1
+                bits = BIT_TOOL
+        elif kind == "action":
+            c[8] += 1
+            target = e.target
+            if target and target != e.subject and not ((at := e.authorized_targets) and target in at):
+                c[9] += 1
+                bits = BIT_WRONG
+        else:
+            text = e.text
+            if text:
+                self._complaints.append((e.workflow, text, t))
+            c[10] += 1
+            bits = BIT_COMPL
+        if bits:
+            acc.bad.append((t, e.subject, bits))
         self.events += 1
 
     def _add_event(self, ev: Event) -> None:
