@@ -141,3 +141,30 @@ def test_lean_notes_route_answers_byte_for_byte_like_fastapi(
     lean_mw = _lean(lean.app)
     assert lean_mw is not None and _lean(ref.app) is None
     assert lean_mw.served == 27
+
+
+def test_notes_route_documented_and_revocation_applies_at_once(sqlite_server: LiveServer) -> None:
+    """OpenAPI still documents the route (FastAPI's), and the lean route shares the principal cache's
+    invalidation: a revoked token is refused on the next note."""
+    srv = sqlite_server
+    doc = httpx.get(f"{srv.url}/openapi.json").json()
+    op = doc["paths"]["/v1/incidents/{incident_id}/notes"]["post"]
+    assert [p["name"] for p in op["parameters"]] == ["incident_id"]
+    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["text"] and schema["properties"]["text"]["maxLength"] == service.MAX_TEXT
+    assert "201" in op["responses"]
+
+    admin = srv.admin()
+    r = admin.post("/v1/tokens", json={"handle": "revokee", "roles": ["responder"]})
+    tok, tok_id = r.json()["token"], r.json()["id"]
+    inc = open_incident(admin)
+    h = {"Authorization": f"Bearer {tok}"}
+    for i in range(3):  # later ones come from the principal cache
+        assert admin.post(f"/v1/incidents/{inc['id']}/notes", json={"text": f"n{i}"}, headers=h).status_code == 201
+    assert admin.delete(f"/v1/tokens/{tok_id}").status_code == 204
+    r = admin.post(f"/v1/incidents/{inc['id']}/notes", json={"text": "after revoke"}, headers=h)
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+    assert r.headers["www-authenticate"] == "Bearer"
+    lean_mw = _lean(srv.app)
+    assert lean_mw is not None and lean_mw.served == 4
+    assert [e["text"] for e in timeline(admin, inc["id"]) if e["kind"] == "note"] == ["n0", "n1", "n2"]
