@@ -56,11 +56,11 @@ def pair(backend: str, tmp_path: Path) -> Iterator[tuple[LiveServer, LiveServer,
                 s.stop()
 
 
-def _requests(iid: int, tokens: dict[str, str], max_text: int) -> list[tuple[str, str, dict[str, str], Any]]:
+def _requests(iid: int, tokens: dict[str, str], max_text: int) -> list[tuple[str, str, Any, Any]]:
     """(method, path, headers, content) — content is bytes, an iterator of bytes (chunked), or None.
 
     The lean route sees every POST to a path with a plain decimal id, except the one whose declared
-    Content-Length is over the limit (`BodyLimit` refuses it first): 27 of them."""
+    Content-Length is over the limit (`BodyLimit` refuses it first): 31 of them."""
     p = f"/v1/incidents/{iid}/notes"
     al = {"authorization": f"Bearer {tokens['responder']}", **J}
     return [
@@ -88,6 +88,13 @@ def _requests(iid: int, tokens: dict[str, str], max_text: int) -> list[tuple[str
         ("POST", p, al, b"[]"),
         ("POST", p, al, b""),
         ("POST", p, al, b"\xff\xfe"),
+        ("POST", p + "?text=ignored&x=1", al, b'{"text": "with a query string"}'),
+        ("POST", p.replace("/notes", "/%6eotes"), al, b'{"text": "percent-encoded path"}'),
+        # two Authorization headers: the first one counts
+        ("POST", p, [("authorization", "Bearer cb_not_a_token"), ("authorization", al["authorization"]), *J.items()],
+         b'{"text": "first header is bad"}'),
+        ("POST", p, [("authorization", al["authorization"]), ("authorization", "Bearer cb_not_a_token"), *J.items()],
+         b'{"text": "first header is good"}'),
         ("POST", "/v1/incidents/999999/notes", al, b'{"text": "unknown incident"}'),
         ("POST", "/v1/incidents/999999/notes", al, b'{"text": ""}'),
         # paths the lean route leaves to FastAPI
@@ -133,14 +140,14 @@ def test_lean_notes_route_answers_byte_for_byte_like_fastapi(
     entries, verdict, _inc = states[0]
     assert verdict["ok"] and verdict["problems"] == []
     texts = [e["text"] for e in entries if e["kind"] == "note"]
-    assert texts[0] == "first note" and texts[-1] == "last note" and len(texts) == 9
+    assert texts[0] == "first note" and texts[-1] == "last note" and len(texts) == 12
     statuses = [a[2][0] for a in answers[0]]
-    assert statuses.count(201) == 9 and {401, 403, 404, 405, 413, 422} <= set(statuses)
+    assert statuses.count(201) == 12 and {401, 403, 404, 405, 413, 422} <= set(statuses)
     assert statuses.count(413) == 2
     # the lean route served the first server's requests to its path; the reference had none
     lean_mw = _lean(lean.app)
     assert lean_mw is not None and _lean(ref.app) is None
-    assert lean_mw.served == 27
+    assert lean_mw.served == 31
 
 
 def test_notes_route_documented_and_revocation_applies_at_once(sqlite_server: LiveServer) -> None:
