@@ -20,7 +20,7 @@ from codeblue import __version__
 from codeblue.auth import service as auth_service
 from codeblue.clock import Clock, make_clock
 from codeblue.hooks import hooks
-from codeblue.http import BodyLimit, ORJSONResponse, install_error_handlers
+from codeblue.http import BodyLimit, LeanRoute, LeanRoutes, ORJSONResponse, install_error_handlers
 from codeblue.runtime import Runtime, data_path, load_server_key
 from codeblue.settings import Settings, load_settings
 from codeblue.store.db import Database
@@ -109,16 +109,21 @@ def create_app(
     )
     app.state.rt = rt
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "time": rt.clock.now()}
 
+    lean: list[LeanRoute] = []
     for d in DOMAINS:
         api = _optional(f"codeblue.{d}.api")
         if api is None:
             continue
         for router in getattr(api, "routers", None) or [api.router]:
             app.include_router(router)
+        lean.extend(getattr(api, "lean_routes", ()))
+    # The last added is the outermost: lean routes run inside the body limit.
+    if lean:
+        app.add_middleware(LeanRoutes, rt=rt, routes=lean)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

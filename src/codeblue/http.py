@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -16,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import event
 from sqlalchemy.orm import Session, object_session
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from codeblue.auth.model import Token
@@ -29,11 +32,16 @@ log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
 
+def render_json(content: Any) -> bytes:
+    """A JSON response body, as every route writes it."""
+    return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
 class ORJSONResponse(JSONResponse):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+        return render_json(content)
 
 
 def problem(status: int, title: str, detail: str, *, type_slug: str = "about:blank", **extra: Any) -> Response:
@@ -48,6 +56,11 @@ def problem(status: int, title: str, detail: str, *, type_slug: str = "about:bla
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def problem_for(exc: CodeblueError) -> Response:
+    """The problem document for a domain error."""
+    return problem(exc.status, exc.title, exc.detail, type_slug=exc.type_slug, field=exc.field, **exc.extra)
+
+
 def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     out = ""
@@ -59,7 +72,7 @@ def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CodeblueError)
     async def _domain(_req: Request, exc: CodeblueError) -> Response:
-        return problem(exc.status, exc.title, exc.detail, type_slug=exc.type_slug, field=exc.field, **exc.extra)
+        return problem_for(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> Response:
@@ -145,6 +158,86 @@ async def _send_413(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+# ----- lean routes --------------------------------------------------------------------------------------
+
+# A lean route's handler: (runtime, scope, receive, match of the path) -> (status, JSON-able body).
+LeanHandler = Callable[[Runtime, Scope, Receive, "re.Match[str]"], Awaitable[tuple[int, Any]]]
+
+
+@dataclass(frozen=True)
+class LeanRoute:
+    """A hot route served as a plain ASGI endpoint, ahead of FastAPI's routing and dependency injection.
+
+    The FastAPI route for the same path stays: it documents the route in OpenAPI and serves every request whose
+    path `pattern` does not match in full (odd path parameters, which FastAPI validates and refuses in its own
+    words). The handler must behave exactly as that route does; a differential test should compare the two.
+    """
+
+    method: str
+    pattern: re.Pattern[str]
+    handler: LeanHandler
+
+
+class LeanRoutes:
+    """Pure ASGI middleware that serves `LeanRoute`s and passes everything else on to the app.
+
+    Installed inside `BodyLimit` (413s stay as they are) and Starlette's `ServerErrorMiddleware` (an unhandled
+    error is logged and answered 500 as everywhere else). A `CodeblueError` becomes the same problem document as
+    FastAPI's exception handler makes of it; a success is the handler's body serialised like `ORJSONResponse`.
+    """
+
+    def __init__(self, app: ASGIApp, rt: Runtime, routes: list[LeanRoute]) -> None:
+        self.app = app
+        self.rt = rt
+        self.served = 0  # requests answered here (tests check the lean path is the one taken)
+        self.routes: dict[str, list[LeanRoute]] = {}
+        for r in routes:
+            self.routes.setdefault(r.method, []).append(r)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            for route in self.routes.get(scope["method"], ()):
+                m = route.pattern.fullmatch(scope["path"])
+                if m is None:
+                    continue
+                self.served += 1
+                try:
+                    status, data = await route.handler(self.rt, scope, receive, m)
+                except CodeblueError as exc:
+                    await problem_for(exc)(scope, receive, send)
+                    return
+                body = render_json(data)
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", _JSON)]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+_JSON = b"application/json"
+
+
+def header(scope: Scope, name: bytes) -> str:
+    """The first value of request header `name` (lower case), as Starlette's `request.headers.get` gives it."""
+    for k, v in scope["headers"]:
+        if k == name:
+            return str(v.decode("latin-1"))
+    return ""
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body, as Starlette's `request.body()` reads it (ClientDisconnect if the client left)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
 # ----- dependencies -------------------------------------------------------------------------------------
 
 
@@ -157,10 +250,9 @@ async def get_rt(request: Request) -> Runtime:
 RT = Annotated[Runtime, Depends(get_rt)]
 
 
-def _bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
+def _bearer(authorization: str) -> str | None:
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
     return None
 
 
@@ -226,11 +318,9 @@ def _authenticate_uncached(rt: Runtime, token: str | None) -> Principal:
         return authenticate(s, token)
 
 
-async def current_principal(request: Request, rt: RT) -> Principal:
-    cached = getattr(request.state, "principal", None)
-    if isinstance(cached, Principal):
-        return cached
-    token = _bearer(request)
+async def principal_for(rt: Runtime, authorization: str) -> Principal:
+    """The caller named by an `Authorization` header's value (cached by token digest), or Unauthorized."""
+    token = _bearer(authorization)
     if not token:
         raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
     key = digest(token)
@@ -239,6 +329,14 @@ async def current_principal(request: Request, rt: RT) -> Principal:
         generation = principal_cache.generation
         p = await anyio.to_thread.run_sync(_authenticate_uncached, rt, token)
         principal_cache.put(key, p, generation)
+    return p
+
+
+async def current_principal(request: Request, rt: RT) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    p = await principal_for(rt, request.headers.get("authorization", ""))
     request.state.principal = p
     return p
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -12,9 +13,21 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
+from starlette.types import Receive, Scope
 
+from codeblue.auth.service import Principal, require
 from codeblue.errors import Forbidden, Invalid
-from codeblue.http import RT, ORJSONResponse, Responder, Viewer, run_write_batched
+from codeblue.http import (
+    RT,
+    LeanRoute,
+    ORJSONResponse,
+    Responder,
+    Viewer,
+    header,
+    principal_for,
+    read_body,
+    run_write_batched,
+)
 from codeblue.incidents import service
 from codeblue.incidents.model import FAILURE_TYPES, MILESTONES, ROLES, SEVERITIES, STATUSES
 from codeblue.runtime import Runtime
@@ -276,10 +289,31 @@ _NOTE_BODY = {"required": True, "content": {"application/json": {"schema": NoteI
              openapi_extra={"requestBody": _NOTE_BODY})
 async def add_note(incident_id: int, request: Request, rt: RT, who: Responder) -> Response:
     """Append a note to the timeline (the hot path: body read with orjson, the write without a thread hop on
-    SQLite when the database is free)."""
+    SQLite when the database is free).
+
+    Requests whose `incident_id` is a plain decimal number are served by `_add_note_lean` (see `lean_routes`)
+    before they reach this route; it serves the others (and documents the route)."""
     text = _note_text(await request.body())
+    return _json(await _add_note(rt, incident_id, who, text), 201)
+
+
+async def _add_note(rt: Runtime, incident_id: int, who: Principal, text: str) -> Any:
     note = service.NoteIn(incident_id=incident_id, kind="note", text=text, actor=who.handle)
-    return _json(await run_write_batched(rt, _append_notes, (rt, note)), 201)
+    return await run_write_batched(rt, _append_notes, (rt, note))
+
+
+async def _add_note_lean(rt: Runtime, scope: Scope, receive: Receive, m: re.Match[str]) -> tuple[int, Any]:
+    """`add_note` as a plain ASGI endpoint: the same steps in the same order (authenticate, check the role,
+    read and check the body, append), without FastAPI's routing, dependency injection and middleware."""
+    who = await principal_for(rt, header(scope, b"authorization"))
+    require(who, "responder")
+    text = _note_text(await read_body(receive))
+    return 201, await _add_note(rt, int(m.group(1)), who, text)
+
+
+# Served ahead of FastAPI (`codeblue.http.LeanRoutes`). Only ids FastAPI would read as the same int: no sign,
+# no leading zero, no spaces, at most 18 digits; any other path goes to `add_note`, which validates it.
+lean_routes = [LeanRoute("POST", re.compile(r"/v1/incidents/([1-9][0-9]{0,17})/notes"), _add_note_lean)]
 
 
 def _append_notes(s: Session, items: list[tuple[Runtime, service.NoteIn]]) -> list[Any]:
