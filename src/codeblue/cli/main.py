@@ -76,7 +76,9 @@ def serve(
     gc.collect()
     gc.freeze()
     # Streams (SSE) stay open; give them a few seconds on shutdown, then close (SDKs resume with Last-Event-ID).
-    uvicorn.run(web_app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=3)
+    # Access lines are below the log level anyway; access_log=False skips building them per request.
+    uvicorn.run(web_app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=3)
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
