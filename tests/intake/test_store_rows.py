@@ -171,3 +171,40 @@ def test_stored_rows_are_those_of_the_reference(two_runtimes: tuple[Runtime, Run
     # the body is the compact JSON text the audit searches (e.g. `"grounded":false`), byte for byte
     bodies = [r[10] for r in new["events"]]
     assert any('"grounded":false' in b for b in bodies) and any("日本語" in b for b in bodies)
+
+
+def test_idempotency_rows_and_answers_are_those_of_sqlalchemy(db_url: str, tmp_path: Path) -> None:
+    """The key's row (the rejected list's JSON text too) is what SQLAlchemy's insert wrote before; `lookup` answers
+    what a session's select answered; a second record of a key fails the transaction with IntegrityError."""
+    from sqlalchemy import insert, select
+    from sqlalchemy.exc import IntegrityError
+
+    from codeblue.signals import idempotency
+
+    rt = build_runtime(make_settings(db_url, tmp_path))
+    table = idempotency.batches
+    rejected: list[dict[str, Any]] = [
+        {"index": 3, "line": 4, "field": "time", "reason": "required"},
+        {"index": 7, "field": "versions.noslash", "reason": 'a key is "<kind>/<name>": ünïcødé \\ \n'}]
+    try:
+        with rt.db.write() as s:
+            s.execute(insert(table).values(principal="bot", key="ref", received_at=T0 + 0.5, accepted=12,
+                                           rejected=rejected))
+            idempotency.record(s, principal="bot", key="new", accepted=12, rejected=rejected, now=T0 + 0.5)
+        as_text = "rejected::text" if rt.db.engine.dialect.name == "postgresql" else "rejected"
+        with rt.db.read() as s:
+            rows = {r[1]: (r[0], *r[2:]) for r in s.execute(text(
+                f"SELECT principal, key, received_at, accepted, {as_text} FROM intake_batches"))}
+            via_session = s.execute(select(table.c.accepted, table.c.rejected).where(table.c.key == "ref")).one()
+        assert rows["new"] == rows["ref"]
+        assert idempotency.lookup(rt.db.engine, principal="bot", key="new") == (via_session[0], via_session[1])
+        assert idempotency.lookup(rt.db.engine, principal="bot", key="ref") == (12, rejected)
+        assert idempotency.lookup(rt.db.engine, principal="other", key="new") is None
+
+        events = [{"time": T0, "workflow": "idem", "kind": "response"}]
+        with pytest.raises(IntegrityError):
+            intake.accept_events(rt, events, key=("bot", "new"), rejected=[])
+        with rt.db.read() as s:
+            assert store.count_events(s) == 0  # the failed transaction stored none of its events
+    finally:
+        rt.db.dispose()
