@@ -94,6 +94,8 @@ def main() -> None:
                     help="sample the GIL holder only (gil) or every thread running on a CPU, with or without the "
                          "GIL, e.g. inside SQLite (cpu)")
     ap.add_argument("--profile-native", action="store_true", help="with --profile: C frames too (py-spy --native; pauses the server at each sample)")
+    ap.add_argument("--idempotency-keys", action="store_true",
+                    help="send each batch with its own Idempotency-Key header, as the SDK does")
     ap.add_argument("--database-url", default="",
                     help="an empty PostgreSQL database URL (postgresql+psycopg://…) instead of the default SQLite file")
     args = ap.parse_args()
@@ -145,7 +147,8 @@ def main() -> None:
                 def worker(k: int, accepted: list[int] = accepted) -> None:
                     with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
                         for body in bodies[k::args.connections]:
-                            r = c.post("/v1/events", content=body)
+                            key = {"Idempotency-Key": secrets.token_hex(16)} if args.idempotency_keys else None
+                            r = c.post("/v1/events", content=body, headers=key)
                             if r.status_code != 200:
                                 errors.append(r.text[:200])
                                 return
@@ -215,6 +218,7 @@ def main() -> None:
     wired = importlib.util.find_spec("codeblue.signals.wiring") is not None
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(f"POST /v1/events, {args.batch_size}-event batches, {args.connections} connections, {backend}, "
+          f"{'an Idempotency-Key per batch, ' if args.idempotency_keys else ''}"
           f"detection {'wired (signals.wiring present)' if wired else 'NOT wired (no signals.wiring yet)'}")
     print(f"  throughput: median {med:,.0f} events/s, best {rates[-1]:,.0f} (goal >= 50,000)")
     cpu_med = sorted(cpu_rates)[len(cpu_rates) // 2]
