@@ -12,10 +12,8 @@ import base64
 import binascii
 import hashlib
 import logging
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import orjson
@@ -38,13 +36,6 @@ _COPY_SQL = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
 _INSERT_SQL = {
     mark: f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})"
     for mark in ("?", "%s")
-}
-#: Rows per SQLite INSERT: a batch is cut greedily into these sizes, so only five statements are ever compiled.
-_SQLITE_ROWS_PER_INSERT = (256, 64, 16, 4, 1)
-_SQLITE_MULTI_INSERT = {
-    n: f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES "
-       + ",".join(["(" + ",".join("?" * len(_EVENT_COLUMNS)) + ")"] * n)
-    for n in _SQLITE_ROWS_PER_INSERT
 }
 
 
@@ -103,41 +94,18 @@ def store_events(s: Session, rt: Runtime, events: list[dict[str, Any]], *, recei
              dumps(ev).decode()) for ev in events]
     conn = s.connection()
     # The driver directly, inside the session's transaction: SQLAlchemy would only re-pack each row tuple
-    # (measured: ~4 % of the intake's time under the GIL). PostgreSQL gets COPY, SQLite multi-row INSERTs.
-    dbapi_conn: Any = conn.connection.dbapi_connection
-    cur = dbapi_conn.cursor()
+    # (measured: ~4 % of the intake's time under the GIL). PostgreSQL gets COPY, SQLite one executemany.
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if conn.dialect.name == "postgresql":
             with cur.copy(_COPY_SQL) as copy:
                 for row in rows:
                     copy.write_row(row)
-        elif conn.dialect.paramstyle == "qmark":
-            _insert_sqlite(dbapi_conn, cur, rows)
         else:
-            cur.executemany(_INSERT_SQL["%s"], rows)
+            cur.executemany(_INSERT_SQL["?" if conn.dialect.paramstyle == "qmark" else "%s"], rows)
     finally:
         cur.close()
     return len(rows)
-
-
-def _insert_sqlite(dbapi_conn: sqlite3.Connection, cur: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> None:
-    """Insert `rows` in order with a few multi-row INSERTs of fixed sizes (each compiled once, then cached).
-
-    `executemany` steps SQLite once per row and releases the GIL around every step: with another request's
-    validation running in a second thread, each of those 1,000 releases hands the GIL over and waits out that
-    thread's switch interval to get it back, so a batch's insert stalled for many milliseconds (the convoy
-    effect). Here SQLite runs a handful of statements per batch, each with the GIL released once.
-    """
-    per_statement = dbapi_conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_EVENT_COLUMNS)
-    flat = chain.from_iterable
-    i, n = 0, len(rows)
-    for size in _SQLITE_ROWS_PER_INSERT:
-        if size > per_statement:
-            continue
-        sql = _SQLITE_MULTI_INSERT[size]
-        while n - i >= size:
-            cur.execute(sql, list(flat(rows[i:i + size])))
-            i += size
 
 
 def _uncached_set_id(s: Session, versions: dict[str, str]) -> int:
