@@ -65,14 +65,14 @@ def make_batch(b: int, size: int, rng: random.Random) -> bytes:
     return orjson.dumps(out)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
     """User + system CPU time of a process (Linux /proc), to state a figure that load on the machine
-    does not distort: events per CPU-second of the server."""
+    does not distort: events per CPU-second of the server. `system_only`: the kernel's part alone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[12]) + (0 if system_only else int(fields[11]))) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -88,7 +88,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--connections", type=int, default=2)
     ap.add_argument("--profile", metavar="FILE",
-                    help="record the server with py-spy (GIL holder, raw collapsed stacks) into FILE during round 1")
+                    help="record the server with py-spy (raw collapsed stacks) into FILE during round 1")
+    ap.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second (with --profile)")
+    ap.add_argument("--profile-threads", choices=("gil", "cpu"), default="gil",
+                    help="sample the GIL holder only (gil) or every thread running on a CPU, with or without the "
+                         "GIL, e.g. inside SQLite (cpu)")
+    ap.add_argument("--profile-native", action="store_true", help="with --profile: C frames too (py-spy --native; pauses the server at each sample)")
+    ap.add_argument("--idempotency-keys", action="store_true",
+                    help="send each batch with its own Idempotency-Key header, as the SDK does")
     ap.add_argument("--database-url", default="",
                     help="an empty PostgreSQL database URL (postgresql+psycopg://…) instead of the default SQLite file")
     args = ap.parse_args()
@@ -140,7 +147,8 @@ def main() -> None:
                 def worker(k: int, accepted: list[int] = accepted) -> None:
                     with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
                         for body in bodies[k::args.connections]:
-                            r = c.post("/v1/events", content=body)
+                            key = {"Idempotency-Key": secrets.token_hex(16)} if args.idempotency_keys else None
+                            r = c.post("/v1/events", content=body, headers=key)
                             if r.status_code != 200:
                                 errors.append(r.text[:200])
                                 return
@@ -153,7 +161,10 @@ def main() -> None:
                     spy_bin = str(venv_spy) if venv_spy.exists() else (shutil.which("py-spy") or "py-spy")
                     spy = subprocess.Popen([spy_bin, "record", "--pid",
                                             str(proc.pid), "--format", "raw", "--output", args.profile,
-                                            "--nonblocking", "--gil"],
+                                            "--rate", str(args.profile_rate),
+                                            *(["--gil"] if args.profile_threads == "gil" else []),
+                                            # py-spy reads C stacks only with the process paused at each sample
+                                            *(["--native"] if args.profile_native else ["--nonblocking"])],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     time.sleep(1.0)
                 # The server's background jobs (outbox sender, stream and cadence polls, detector ticks) cost CPU
@@ -161,7 +172,7 @@ def main() -> None:
                 idle0, it0 = cpu_seconds(proc.pid), time.perf_counter()
                 time.sleep(3.0)
                 idle_share = (cpu_seconds(proc.pid) - idle0) / (time.perf_counter() - it0)
-                cpu0 = cpu_seconds(proc.pid)
+                cpu0, sys0 = cpu_seconds(proc.pid), cpu_seconds(proc.pid, system_only=True)
                 t = time.perf_counter()
                 for th in threads:
                     th.start()
@@ -169,6 +180,7 @@ def main() -> None:
                     th.join()
                 elapsed = time.perf_counter() - t
                 cpu_all = cpu_seconds(proc.pid) - cpu0
+                cpu_sys = cpu_seconds(proc.pid, system_only=True) - sys0
                 cpu = max(cpu_all - idle_share * elapsed, 1e-9)
                 if spy is not None:
                     spy.send_signal(2)  # SIGINT: py-spy writes what it has
@@ -185,7 +197,7 @@ def main() -> None:
                 loads_rates.append(total / (time.perf_counter() - t))
                 loads_cpu_rates.append(total / max(time.process_time() - c0, 1e-9))
                 print(f"  round {_round + 1}: {sum(accepted)} events in {elapsed:.2f} s = {rates[-1]:,.0f} events/s; "
-                      f"server CPU {cpu_all:.2f} s, of which background jobs {cpu_all - cpu:.2f} s "
+                      f"server CPU {cpu_all:.2f} s (kernel {cpu_sys:.2f} s), of which background jobs {cpu_all - cpu:.2f} s "
                       f"({idle_share * 100:.0f}% of a core while idle) → intake {cpu:.2f} s = "
                       f"{cpu_rates[-1]:,.0f} events per CPU-second "
                       f"(bare orjson.loads of the same bodies just after: {loads_rates[-1]:,.0f} events/s)")
@@ -206,6 +218,7 @@ def main() -> None:
     wired = importlib.util.find_spec("codeblue.signals.wiring") is not None
     backend = "PostgreSQL" if args.database_url else "SQLite"
     print(f"POST /v1/events, {args.batch_size}-event batches, {args.connections} connections, {backend}, "
+          f"{'an Idempotency-Key per batch, ' if args.idempotency_keys else ''}"
           f"detection {'wired (signals.wiring present)' if wired else 'NOT wired (no signals.wiring yet)'}")
     print(f"  throughput: median {med:,.0f} events/s, best {rates[-1]:,.0f} (goal >= 50,000)")
     cpu_med = sorted(cpu_rates)[len(cpu_rates) // 2]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -26,22 +28,27 @@ async def _body(request: Request, rt: Runtime) -> bytes:
     return intake.decode_body(raw, request.headers.get("content-encoding"), rt.settings.intake_max_bytes)
 
 
-@router.post("/events", response_model=None)
-async def post_events(request: Request, response: Response, rt: RT, who: Ingest) -> dict[str, Any]:
+_JSON = "application/json"
+_REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+@router.post("/events", response_model=None, responses={200: {"content": {_JSON: {}}}})
+async def post_events(request: Request, rt: RT, who: Ingest) -> Response:
     """Accept a batch of Event v1 (JSON array or NDJSON, gzip allowed); good events are kept, bad ones listed.
 
+    Answers `{"accepted": <n>, "rejected": [{"index", "line" (NDJSON), "field", "reason"}, ...]}`.
     Send an `Idempotency-Key` header (any unique string per batch, e.g. a UUID) to make a resend safe: a batch
     already stored under the same key is not stored again, and the answer is the first one's, with the
     response header `Idempotent-Replayed: true`.
     """
-    key = idempotency.check_key(request.headers.get("idempotency-key"))
+    headers = request.headers
+    key = idempotency.check_key(headers.get("idempotency-key"))
     data = await _body(request, rt)
-    result = await run_in_threadpool(
-        lambda: intake.ingest(rt, data, request.headers.get("content-type"), principal=who.handle,
-                              idempotency_key=key))
-    if result.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return result.as_dict()
+    result = await anyio.to_thread.run_sync(
+        partial(intake.ingest, rt, data, headers.get("content-type"), principal=who.handle, idempotency_key=key))
+    # Encoded here, once: FastAPI would first walk the answer (every rejected entry) with its jsonable_encoder.
+    return Response(orjson.dumps(result.as_dict()), media_type=_JSON,
+                    headers=_REPLAYED if result.replayed else None)
 
 
 def _parse_versions(values: list[str]) -> dict[str, str]:

@@ -11,9 +11,11 @@ sooner).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sqlalchemy import JSON, Column, Float, Integer, String, Table, delete, insert, select
+from sqlalchemy import JSON, Column, Engine, Float, Integer, String, Table, delete
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from codeblue.errors import Invalid
@@ -43,19 +45,58 @@ def check_key(key: str | None) -> str | None:
     return key
 
 
-def seen(s: Session, *, principal: str, key: str) -> tuple[int, list[dict[str, Any]]] | None:
-    """(accepted, rejected) of the batch first sent under this key, if there was one."""
-    row = s.execute(select(batches.c.accepted, batches.c.rejected)
-                    .where(batches.c.principal == principal, batches.c.key == key)).first()
-    return None if row is None else (int(row[0]), list(row[1] or []))
+# Both statements go straight to the driver: they run once per keyed batch (every SDK batch), where a
+# session, SQLAlchemy's statement machinery and its JSON type cost ~10x the indexed lookup or insert itself.
+_SEEN_SQL = "SELECT accepted, rejected FROM intake_batches WHERE principal = {0} AND key = {0}"
+_RECORD_SQL = "INSERT INTO intake_batches (principal, key, received_at, accepted, rejected) VALUES ({0}, {0}, {0}, {0}, {0})"
+
+
+def _sql(template: str, paramstyle: str) -> str:
+    return template.format("?" if paramstyle == "qmark" else "%s")
+
+
+def lookup(engine: Engine, *, principal: str, key: str) -> tuple[int, list[dict[str, Any]]] | None:
+    """(accepted, rejected) of the batch first sent under this key, if there was one: one indexed read on a
+    pooled driver connection, outside any session and transaction."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        try:
+            cur.execute(_sql(_SEEN_SQL, engine.dialect.paramstyle), (principal, key))
+            row = cur.fetchone()
+        finally:
+            cur.close()
+    finally:
+        raw.close()  # back to the pool (which rolls back what the read opened)
+    if row is None:
+        return None
+    rejected = row[1]
+    if isinstance(rejected, str | bytes):  # SQLite hands back the JSON text; psycopg has decoded it already
+        rejected = json.loads(rejected)
+    return int(row[0]), list(rejected or [])
 
 
 def record(s: Session, *, principal: str, key: str, accepted: int, rejected: list[dict[str, Any]],
            now: float) -> None:
     """Record the key in the caller's transaction (the one storing the events); a key recorded meanwhile by
-    a concurrent resend makes the insert fail, and so the whole transaction: nothing is stored twice."""
-    s.execute(insert(batches).values(principal=principal, key=key, received_at=now, accepted=accepted,
-                                     rejected=rejected))
+    a concurrent resend makes the insert fail with IntegrityError, and so the whole transaction: nothing is
+    stored twice. `rejected` is written as `json.dumps` text, as SQLAlchemy's JSON type wrote it."""
+    conn = s.connection()
+    dialect = conn.dialect
+    value: Any = json.dumps(rejected)
+    if dialect.name == "postgresql":
+        from psycopg.types.json import Json
+
+        value = Json(rejected, dumps=json.dumps)
+    sql = _sql(_RECORD_SQL, dialect.paramstyle)
+    params = (principal, key, now, accepted, value)
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(sql, params)
+    except dialect.loaded_dbapi.IntegrityError as exc:
+        raise IntegrityError(sql, params, exc) from exc
+    finally:
+        cur.close()
 
 
 def purge(s: Session, *, now: float) -> int:

@@ -286,8 +286,7 @@ def ingest(rt: Runtime, data: bytes, content_type: str | None, *, principal: str
 
 
 def _earlier(rt: Runtime, key: tuple[str, str]) -> IntakeResult | None:
-    with rt.db.read() as s:
-        got = idempotency.seen(s, principal=key[0], key=key[1])
+    got = idempotency.lookup(rt.db.engine, principal=key[0], key=key[1])
     return None if got is None else IntakeResult(accepted=got[0], rejected=got[1], replayed=True)
 
 
