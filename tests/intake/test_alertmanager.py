@@ -122,7 +122,8 @@ def test_real_alertmanager_delivers_and_resolves(sqlite_server: LiveServer, aler
         assert a.incident_id is not None
         inc = viewer.get(f"/v1/incidents/{a.incident_id}").json()
         assert inc["workflows"] == ["refund-desk"] and inc["severity"] == "SEV2"
-        assert inc["source"] == "alertmanager" and inc["status"] == "triggered"
+        # opened triggered; the availability runbook may already have contained it by the time we look
+        assert inc["source"] == "alertmanager" and inc["status"] in ("triggered", "contained")
 
     alert["endsAt"] = _iso(time.time() - 1)
     r = httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=10)
