@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from codeblue.signals.indicators import DEN_IDX, INDICATORS, NC, NI, NUM_IDX
 from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, Series
@@ -89,9 +90,9 @@ class DetectConfig:
 
 
 @functools.lru_cache(maxsize=16)
-def _window_lengths(windows: tuple[int, ...]) -> IntArray:
-    """The test windows (in fine buckets) shaped to broadcast against (rows, 1, slots) bucket ages."""
-    return np.array(windows, dtype=np.int64)[None, :, None]
+def _window_lengths_u32(windows: tuple[int, ...]) -> npt.NDArray[np.uint32]:
+    """The test windows as unsigned bucket ages, shaped (1, windows, 1)."""
+    return np.array(windows, dtype=np.uint32)[None, :, None]
 
 
 def binom_sf(x: int, n: int, p: float) -> float:
@@ -113,6 +114,35 @@ def binom_sf(x: int, n: int, p: float) -> float:
         term *= (n - k) / (k + 1) * odds
         total += term
         k += 1
+        if term < total * 1e-12 and k > mode:
+            break
+    return min(1.0, total)
+
+
+def _binom_sf_below(x: int, n: int, p: float, limit: float) -> float:
+    """`binom_sf(x, n, p)` when it is below `limit`, else +inf: the same terms summed in the same order, but
+    the sum stops as soon as it reaches `limit` (the terms are positive, so it can only grow from there)."""
+    if x <= 0:
+        return 1.0 if limit > 1.0 else math.inf
+    if x > n or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0 if limit > 1.0 else math.inf
+    odds = p / (1.0 - p)
+    term = math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1)
+                    + x * math.log(p) + (n - x) * math.log1p(-p))
+    total = term
+    if total >= limit:
+        return math.inf
+    k = x
+    stop = min(n, x + 5000)  # at most 5000 terms
+    mode = (n + 1) * p
+    while k < stop:
+        term *= (n - k) / (k + 1) * odds
+        total += term
+        k += 1
+        if total >= limit:
+            return math.inf
         if term < total * 1e-12 and k > mode:
             break
     return min(1.0, total)
@@ -182,37 +212,61 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
 def test_block(
     blk: Block, eval_b: int, cfg: DetectConfig, wf_m: IntArray, ratios: FloatArray
 ) -> list[tuple[int, Finding]]:
-    """Test every active row of a block on its recent fine buckets. Updates `hold`."""
+    """Test every active row of a block on its recent fine buckets. Updates `hold`.
+
+    A tick at the library's density tests a few dozen rows, where numpy's per-call overhead is the cost: this
+    is written for few calls (one comparison builds the window masks, one gather reads numerators and
+    denominators), and the exact binomial sum of a screened cell stops as soon as it can no longer matter."""
     n = blk.n
     if n == 0:
         return []
-    active = blk.last_b[:n] > eval_b - FINE_N
-    rows = np.flatnonzero(active)
-    if rows.size == 0:
-        return []
+    last_b = blk.last_b[:n]
+    rows: IntArray | None = None
+    if int(last_b.min()) <= eval_b - FINE_N:  # some rows idle for the whole ring: test only the others
+        rows = np.flatnonzero(last_b > eval_b - FINE_N)
+        if rows.size == 0:
+            return []
+        if rows.size == n:
+            rows = None
     # A block's rows are usually all active: plain slices then (views, no gathers).
-    sel: slice | IntArray = slice(0, n) if rows.size == n else rows
+    sel: slice | IntArray = slice(0, n) if rows is None else rows
+    m = n if rows is None else rows.size
     # Window sums as one batched product: (rows, windows, slots) masks × (rows, slots, counters), in float64
-    # (BLAS; the counts are integers far below 2**53, so the sums are exact).
-    # Done in chunks of rows so that the float64 copies stay small (memory: a 4096-row block would need ~30 MB).
-    lengths = _window_lengths(cfg.windows)
-    win = np.empty((rows.size, len(cfg.windows), NC))
-    for c0 in range(0, rows.size, _CHUNK):
-        part: slice | IntArray = slice(c0, min(c0 + _CHUNK, n)) if rows.size == n else rows[c0:c0 + _CHUNK]
-        age = eval_b - blk.fine_ids[part]
-        masks = ((age[:, None, :] < lengths) & (age >= 0)[:, None, :]).astype(np.float64)
+    # (BLAS; the counts are integers far below 2**53, so the sums are exact). A bucket is in a window when its
+    # age is in [0, length): as unsigned 32-bit integers, negative ages (future buckets) are huge, so one
+    # comparison does both bounds. Done in chunks of rows so that the float64 copies stay small (memory: a
+    # 4096-row block would need ~30 MB).
+    lengths = _window_lengths_u32(cfg.windows)
+    win = np.empty((m, len(cfg.windows), NC))
+    for c0 in range(0, m, _CHUNK):
+        part: slice | IntArray = slice(c0, min(c0 + _CHUNK, n)) if rows is None else rows[c0:c0 + _CHUNK]
+        age = (eval_b - blk.fine_ids[part]).view(np.uint32)  # int32 - int -> int32, as before
+        masks = np.less(age[:, None, :], lengths, out=np.empty((age.shape[0], len(cfg.windows), FINE_N)))
         np.matmul(masks, blk.fine[part].astype(np.float64), out=win[c0:c0 + _CHUNK])
-    X = win[:, :, NUM_IDX]
-    N = win[:, :, DEN_IDX]
+    XN = win[:, :, _NUM_DEN]  # one gather: numerators, then denominators
+    X = XN[:, :, :NI]
+    N = XN[:, :, NI:]
     bnum = blk.bnum[sel]
     bden = blk.bden[sel]
     p0 = (bnum + 0.5) / (bden + 1.0)
     p0u = inflate(p0, bden)
-    P = p0u[:, None, :]
-    cand = (cfg.min_count <= X) & (ratios[None, None, :] * P * N <= X) & (N > 0)
-    best = np.ones((rows.size, NI))
-    where = np.zeros((rows.size, NI), dtype=np.int64)
+    # Candidates: at least `min_count` bad events, a rate at least ratio × the (inflated) baseline, n > 0.
+    floor = (ratios * p0u)[:, None, :] * N
+    np.maximum(floor, float(cfg.min_count), out=floor)
+    cand = floor <= X
+    cand &= N > 0
     cr, cw, ci = np.nonzero(cand)
+    firing = blk.firing[sel]
+    # A p-value at or above `limit` changes nothing that is read: `hold` compares it with loose_alpha, firing
+    # with the strict level (at most alpha / windows), and the p-value and window reported are those of the
+    # smallest one, which is then below both. So each exact sum may stop once it reaches `limit`, and a block
+    # with no screened cell needs no p-values at all. (A limit of 1 or more, an absurd configuration, disables
+    # both shortcuts.)
+    limit = max(cfg.loose_alpha, cfg.alpha / len(cfg.windows))
+    if limit >= 1.0:
+        limit = math.inf
+    best: FloatArray | None = np.ones((m, NI)) if limit == math.inf else None
+    where: IntArray | None = np.zeros((m, NI), dtype=np.int64) if limit == math.inf else None
     if cr.size:
         # Chernoff screen: P(X >= x) <= exp(-n KL(x/n || p)); only near-significant cells get the exact sum.
         # Computed on the candidate cells only (the same elementwise arithmetic as on the whole array).
@@ -222,37 +276,56 @@ def test_block(
         q = xc / np.maximum(nc, 1.0)
         kl = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0) / pc), 0.0) + np.where(
             q < 1, (1 - q) * np.log(np.where(q < 1, 1 - q, 1.0) / (1 - pc)), 0.0)
-        keep = (-nc * kl) < math.log(cfg.loose_alpha) + 3.0
-        for r, wi, i, x, m, p in zip(cr[keep].tolist(), cw[keep].tolist(), ci[keep].tolist(), xc[keep].tolist(),
-                                     nc[keep].tolist(), pc[keep].tolist(), strict=True):
-            pv = binom_sf(int(x), int(m), p)
-            if pv < best[r, i]:
-                best[r, i] = pv
-                where[r, i] = wi
-    firing = blk.firing[sel]
-    blk.hold[sel] = (best < cfg.loose_alpha) | firing
+        keep = ((-nc * kl) < math.log(cfg.loose_alpha) + 3.0).tolist()
+        if any(keep):
+            if best is None or where is None:
+                best = np.ones((m, NI))
+                where = np.zeros((m, NI), dtype=np.int64)
+            for r, wi, i, x, nn, p, k in zip(cr.tolist(), cw.tolist(), ci.tolist(), xc.tolist(), nc.tolist(),
+                                             pc.tolist(), keep, strict=True):
+                if not k:
+                    continue
+                pv = _binom_sf_below(int(x), int(nn), p, limit)
+                if pv < best[r, i]:
+                    best[r, i] = pv
+                    where[r, i] = wi
+    cusum = blk.cusum[sel]
+    if best is None:
+        # No p-value below 1: nothing holds but what fires, and only a CUSUM can fire.
+        blk.hold[sel] = firing
+        cus = cusum > cfg.cusum_h
+        if not cus.any():
+            return []
+    else:
+        blk.hold[sel] = (best < cfg.loose_alpha) | firing
     ok = (bden >= cfg.min_baseline) & ~firing & (eval_b >= blk.testable_b[sel])[:, None]
     if not ok.any():
         return []
-    strict = cfg.alpha / (len(cfg.windows) * np.maximum(wf_m[blk.wf[sel]], 1))
-    fire = ok & (best < strict[:, None])
-    cus = ok & ~fire & (blk.cusum[sel] > cfg.cusum_h)
+    if best is None:
+        fire = np.zeros_like(ok)
+        cus = ok & cus
+    else:
+        strict = cfg.alpha / (len(cfg.windows) * np.maximum(wf_m[blk.wf[sel]], 1))
+        fire = ok & (best < strict[:, None])
+        cus = ok & ~fire & (cusum > cfg.cusum_h)
     out: list[tuple[int, Finding]] = []
     for r, i in zip(*np.nonzero(fire | cus), strict=True):
-        s = blk.series[rows[r]]
+        row_no = int(r) if rows is None else int(rows[r])
+        s = blk.series[row_no]
         if s is None:
             continue
         ind = INDICATORS[i]
         if fire[r, i]:
+            assert best is not None and where is not None
             wi = int(where[r, i])
             w = cfg.windows[wi]
-            out.append((int(blk.wf[rows[r]]), Finding(
+            out.append((int(blk.wf[row_no]), Finding(
                 s.key, int(i), float(best[r, i]), f"binomial test over {int(w * FINE_S)}s", w * FINE_S,
                 int(X[r, wi, i]), int(N[r, wi, i]), float(p0[r, i]))))
         else:
             row = win[r, -1]
-            out.append((int(blk.wf[rows[r]]), Finding(
-                s.key, int(i), math.exp(-float(blk.cusum[rows[r], i])), "binomial CUSUM", FINE_N * FINE_S,
+            out.append((int(blk.wf[row_no]), Finding(
+                s.key, int(i), math.exp(-float(blk.cusum[row_no, i])), "binomial CUSUM", FINE_N * FINE_S,
                 int(row[ind.num]), int(row[ind.den]), float(p0[r, i]))))
     return out
 
