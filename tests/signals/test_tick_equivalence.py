@@ -8,12 +8,15 @@ from __future__ import annotations
 import copy
 import math
 import random
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pytest
 
 from codeblue.signals import detect
-from codeblue.signals.clusters import poisson_sf
+from codeblue.signals.clusters import ClusterSignal, ComplaintClusterer, _Cluster, poisson_sf
 from codeblue.signals.detect import DetectConfig, Finding, binom_sf, close_block, inflate
 from codeblue.signals.indicators import DEN_IDX, INDICATORS, NC, NI, NUM_IDX
 from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, SeriesStore
@@ -275,6 +278,116 @@ def test_poisson_sf_is_a_probability_in_the_tail() -> None:
     assert poisson_sf(0, 1.0) == 1.0
     assert math.isclose(poisson_sf(1, 1.0), 1 - math.exp(-1.0), rel_tol=1e-12)
     assert 0.0 < poisson_sf(40, 3.0) < 1e-20
+
+
+
+# ----------------------------------------------------------------------------- complaint clusters
+
+
+class _ReferenceClusterer(ComplaintClusterer):
+    """The clusterer as it was (commit ce9f273): TF-IDF weights recomputed term by term, every cluster's window
+    counted on every test."""
+
+    def _weighted(self, counts: Counter[str], idf: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
+        vec = {t: c * self._idf(t) for t, c in counts.items()}
+        norm = math.sqrt(sum(v * v for v in vec.values()))
+        return vec, norm
+
+    def signals(self, now: float, workflows: Iterable[str] | None = None) -> list[ClusterSignal]:
+        """Clusters whose count in the last `window` seconds is well above their own baseline, strongest first.
+        Without `workflows` (all of them), also drops clusters and counts older than `horizon`."""
+        if workflows is None:
+            self._prune(now)
+            names: Iterable[str] = list(self._wf)
+        else:
+            names = [w for w in workflows if w in self._wf]
+        recent_from = int((now - self.window) // self.bucket_s) + 1
+        now_bucket = int(now // self.bucket_s)
+        out: list[ClusterSignal] = []
+        for name in names:
+            wf = self._wf[name]
+            observed = max(0.0, min(self.horizon, now - self.window - wf.first_seen))
+            counted: list[tuple[_Cluster, int, int, int]] = []
+            tot_recent, tot_before = self._split(wf.generic, wf.generic_n, wf.generic_last, recent_from, now_bucket)
+            for c in wf.clusters.values():
+                recent, before = self._split(c.buckets, c.n, int(c.last_seen // self.bucket_s), recent_from,
+                                             now_bucket)
+                first_b = next((b for b in range(recent_from, now_bucket + 1) if c.buckets.get(b)), now_bucket + 1)
+                tot_recent += recent
+                tot_before += before
+                if recent >= self.min_count:
+                    counted.append((c, recent, before, first_b))
+            for c, recent, before, first_b in counted:
+                expected = self.window * (before + 1.0) / (observed + self.prior_s)
+                if recent < self.min_ratio * expected:
+                    continue  # (the cheap test first: the p-value only matters past it)
+                p = poisson_sf(recent, expected)
+                if p >= self.p_threshold:
+                    continue
+                share = base_share = None
+                if self.relative:
+                    base_share = (before + 0.5) / (tot_before + 1.0)
+                    share = recent / tot_recent
+                    p_share = binom_sf(recent, tot_recent, base_share)
+                    if share < self.min_ratio * base_share or p_share >= self.p_threshold:
+                        continue
+                    p = max(p, p_share)
+                terms, reps = self._shown_of(c)
+                out.append(ClusterSignal(
+                    workflow=name, cluster_id=c.id, count_recent=recent, baseline_rate=expected, p_value=p,
+                    score=recent / expected, representatives=reps, first_seen=c.first_seen,
+                    last_seen=c.last_seen, window_s=self.window, terms=terms,
+                    total=c.n, burst_start=first_b * self.bucket_s, share=share,
+                    baseline_share=base_share,
+                ))
+        out.sort(key=lambda s: (s.p_value, -s.count_recent))
+        return out
+
+
+
+_THEMES = [
+    "refund sent to the wrong account", "it promised a refund for a non-refundable subscription",
+    "the citation links to an outdated policy page", "repayment plan advice contradicts the loan terms",
+    "it booked the appointment for someone else", "tool call failed with invalid date format",
+    "card number shown in the chat transcript", "cannot change my delivery address",
+]
+_WORDS = ["refund", "account", "policy", "loan", "card", "address", "delivery", "subscription", "invoice",
+          "payment", "order", "booking", "date", "plan", "limit", "fee", "balance", "transfer"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clusterer_matches_the_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    kw: dict[str, Any] = {"relative": seed != 1, "p_threshold": 1e-7 if seed == 0 else 1e-3,
+                          "min_count": 8 if seed == 0 else 5, "horizon": 86400.0}
+    new = ComplaintClusterer(**kw)
+    ref = _ReferenceClusterer(**kw)
+    t = 1_700_000_000.0
+    signalled = 0
+    for step in range(2500):
+        burst = (step // 400) % 3 == 1
+        t += rng.expovariate(1 / (4.0 if burst else 20.0))
+        wf = rng.choice(["refund-desk", "finance-qa", "support-desk"])
+        burst = burst and wf == "refund-desk"
+        r = rng.random()
+        if burst and r < 0.7:
+            text = _THEMES[seed % len(_THEMES)] + rng.choice(["", "!", " again", " today"])
+        elif r < 0.2:
+            text = rng.choice(["meh", "useless bot", "this is terrible", "not helpful at all"])
+        elif r < 0.6:
+            text = rng.choice(_THEMES) + " " + rng.choice(_WORDS)
+        else:
+            text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 6)))
+        tt = t - rng.random() * 30  # slightly out of order, as replay sorts only within a tick
+        assert new.add(wf, text, tt) == ref.add(wf, text, tt)
+        if step % 7 == 0:
+            workflows = None if step % 70 == 0 else [wf, "nobody"]
+            a = [s.as_dict() for s in new.signals(t, workflows)]
+            b = [s.as_dict() for s in ref.signals(t, workflows)]
+            assert a == b
+            signalled += len(a)
+    assert [c.__dict__ for c in new.clusters("refund-desk")] == [c.__dict__ for c in ref.clusters("refund-desk")]
+    assert signalled > 0
 
 
 _ = (FINE_S, FloatArray, Finding)

@@ -254,8 +254,18 @@ class ComplaintClusterer:
     def _idf(self, term: str) -> float:
         return math.log((1 + self._docs) / (1 + self._df.get(term, 0))) + 1.0
 
-    def _weighted(self, counts: Counter[str]) -> tuple[dict[str, float], float]:
-        vec = {t: c * self._idf(t) for t, c in counts.items()}
+    def _weighted(self, counts: Counter[str], idf: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
+        """TF-IDF vector and its norm. `idf`, when given, memoises term weights for one call site: they depend
+        only on the term and the corpus counts, which do not change while one complaint is placed."""
+        if idf is None:
+            vec = {t: c * self._idf(t) for t, c in counts.items()}
+        else:
+            vec = {}
+            for t, c in counts.items():
+                w = idf.get(t)
+                if w is None:
+                    w = idf[t] = self._idf(t)
+                vec[t] = c * w
         norm = math.sqrt(sum(v * v for v in vec.values()))
         return vec, norm
 
@@ -318,7 +328,8 @@ class ComplaintClusterer:
                 if sim > best_sim:
                     best, best_sim = c, sim
             return best, best_sim
-        vec, norm = self._weighted(counts)
+        idf: dict[str, float] = {}
+        vec, norm = self._weighted(counts, idf)
         if norm == 0:
             return None, 0.0
         candidates: set[str] = set()
@@ -326,7 +337,7 @@ class ComplaintClusterer:
             candidates |= wf.index.get(t, set())
         for cid in candidates:
             c = wf.clusters[cid]
-            cvec, cnorm = self._weighted(c.counts)
+            cvec, cnorm = self._weighted(c.counts, idf)
             if cnorm == 0:
                 continue
             sim = sum(v * cvec.get(t, 0.0) for t, v in vec.items()) / (norm * cnorm)
@@ -418,12 +429,16 @@ class ComplaintClusterer:
             counted: list[tuple[_Cluster, int, int, int]] = []
             tot_recent, tot_before = self._split(wf.generic, wf.generic_n, wf.generic_last, recent_from, now_bucket)
             for c in wf.clusters.values():
-                recent, before = self._split(c.buckets, c.n, int(c.last_seen // self.bucket_s), recent_from,
-                                             now_bucket)
-                first_b = next((b for b in range(recent_from, now_bucket + 1) if c.buckets.get(b)), now_bucket + 1)
+                last = int(c.last_seen // self.bucket_s)
+                if last < recent_from:  # nothing in the window (every bucket is at or before the last one)
+                    tot_before += c.n
+                    continue
+                recent, before = self._split(c.buckets, c.n, last, recent_from, now_bucket)
                 tot_recent += recent
                 tot_before += before
                 if recent >= self.min_count:
+                    first_b = next((b for b in range(recent_from, now_bucket + 1) if c.buckets.get(b)),
+                                   now_bucket + 1)
                     counted.append((c, recent, before, first_b))
             for c, recent, before, first_b in counted:
                 expected = self.window * (before + 1.0) / (observed + self.prior_s)
@@ -483,10 +498,11 @@ class ComplaintClusterer:
             scored = [(sum(a * b for a, b in zip(cv, s, strict=True)), t)
                       for t, s in c.samples if isinstance(s, list)]
         else:
-            cvec, cnorm = self._weighted(c.counts)
+            idf: dict[str, float] = {}
+            cvec, cnorm = self._weighted(c.counts, idf)
             scored = []
             for t, _s in c.samples:
-                vec, norm = self._weighted(_term_counts(t))
+                vec, norm = self._weighted(_term_counts(t), idf)
                 if vec:
                     sim = sum(v * cvec.get(k, 0.0) for k, v in vec.items()) / ((norm * cnorm) or 1.0)
                     scored.append((sim, t))
