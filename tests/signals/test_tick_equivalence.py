@@ -17,9 +17,9 @@ import pytest
 
 from codeblue.signals import detect
 from codeblue.signals.clusters import ClusterSignal, ComplaintClusterer, _Cluster, poisson_sf
-from codeblue.signals.detect import DetectConfig, Finding, binom_sf, close_block, inflate
+from codeblue.signals.detect import DetectConfig, Finding, baseline_rate, binom_sf, close_block, inflate, still_elevated
 from codeblue.signals.indicators import DEN_IDX, INDICATORS, NC, NI, NUM_IDX
-from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, SeriesStore
+from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, Series, SeriesStore
 
 _CUSUM_JUDGED = np.array([not ind.percentile for ind in INDICATORS])
 _NUM_DEN = NUM_IDX + DEN_IDX
@@ -391,3 +391,53 @@ def test_clusterer_matches_the_reference(seed: int) -> None:
 
 
 _ = (FINE_S, FloatArray, Finding)
+
+
+def test_inflate_one_matches_inflate() -> None:
+    rng = np.random.default_rng(3)
+    p0 = np.concatenate([rng.random(20_000), rng.random(2_000) * 3 - 1, [0.0, 1.0, 0.5, math.nan, 0.999, 0.9985]])
+    den = np.concatenate([rng.choice([0.0, 0.3, 1.0, 7.0, 1e3, 1e7, math.nan], size=p0.size - 6) *
+                          rng.random(p0.size - 6), [0.0, 1.0, 1e9, 5.0, -1.0, 0.0]])
+    with np.errstate(invalid="ignore"):
+        want = inflate(p0, den)
+    got = np.array([detect.inflate_one(a, b) for a, b in zip(p0.tolist(), den.tolist(), strict=True)])
+    # the same bits, except that a NaN may differ in its sign (only ever compared, which is false either way)
+    assert np.array_equal(np.isnan(want), np.isnan(got))
+    ok = ~np.isnan(want)
+    assert want[ok].tobytes() == got[ok].tobytes()
+
+
+def old_still_elevated(s: Series, i: int, rec: IntArray, cfg: DetectConfig) -> bool:
+    """Whether an alerting series × indicator still shows a rate above its baseline (loose test, 2-10 min)."""
+    ind = INDICATORS[i]
+    p0, den_eff = baseline_rate(s, i)
+    p0u = float(inflate(np.array([p0]), np.array([den_eff]))[0])
+    ratio = cfg.min_ratio_percentile if ind.percentile else cfg.min_ratio
+    cums = np.cumsum(rec, axis=0)
+    for w in cfg.windows[1:] or cfg.windows:
+        row = cums[w - 1]
+        x, n = int(row[ind.num]), int(row[ind.den])
+        if n > 0 and x >= cfg.min_count and x >= ratio * p0u * n and old_binom_sf(x, n, p0u) < cfg.loose_alpha:
+            return True
+    return False
+
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_still_elevated_matches_the_reference(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    hits = 0
+    for cfg in _configs():
+        for _ in range(20):
+            eval_b = int(rng.integers(10_000, 200_000_000))
+            blk, _wf_m = _random_block(rng, cfg, eval_b)
+            for s in blk.series:
+                if s is None:
+                    continue
+                rec = blk.recent(np.array([s.row]), eval_b)[0]
+                for i in range(NI):
+                    with np.errstate(invalid="ignore"):
+                        want = old_still_elevated(s, i, rec, cfg)
+                    assert still_elevated(s, i, rec, cfg) == want
+                    hits += want
+    assert hits > 20

@@ -37,6 +37,7 @@ unrelated complaints that would drown a plain rate.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -74,8 +75,10 @@ def _stem(word: str) -> str:
     return w[:7]
 
 
+@functools.lru_cache(maxsize=2048)
 def _term_counts(text: str) -> Counter[str]:
-    """Content terms with their weights: 2 per stem, 1 per bigram (bigrams count half)."""
+    """Content terms with their weights: 2 per stem, 1 per bigram (bigrams count half). Memoised (a cluster's
+    sample texts are weighed again each time it is shown): callers only read the result."""
     out: Counter[str] = Counter()
     for t in content_terms(text):
         out[t] += 1 if "_" in t else 2

@@ -159,6 +159,16 @@ def inflate(p0: FloatArray, den: FloatArray) -> FloatArray:
     return np.minimum(0.999, p0 + 2.0 * np.sqrt(p0 * (1.0 - p0) / np.maximum(den, 1.0)))
 
 
+def inflate_one(p0: float, den: float) -> float:
+    """`inflate` of one rate, in plain floats: the same IEEE operations (square root included, which is
+    correctly rounded in both), with numpy's NaN for a negative variance and its NaN-propagating minimum."""
+    var = p0 * (1.0 - p0) / (den if den >= 1.0 or den != den else 1.0)
+    if not var >= 0.0:
+        return math.nan
+    r = p0 + 2.0 * math.sqrt(var)
+    return r if r < 0.999 or r != r else 0.999
+
+
 @dataclass
 class Finding:
     """A series × indicator that crossed its test this evaluation."""
@@ -187,7 +197,7 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
         dd = np.where(blk.bnum[:n] >= cfg.memory_events, d**skipped, 1.0)
         blk.bnum[:n] *= dd
         blk.bden[:n] *= dd
-    bnum, bden, hold, learn_b = blk.bnum[:n], blk.bden[:n], blk.hold[:n], blk.learn_b[:n]
+    bnum, bden, hold, learn_b, cusum = blk.bnum[:n], blk.bden[:n], blk.hold[:n], blk.learn_b[:n], blk.cusum[:n]
     for b in range(first, close_to + 1):
         slot = b % FINE_N
         ok = blk.fine_ids[:n, slot] == b
@@ -199,13 +209,16 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
         # Forget only what is already well known: a rate keeps at least `memory_events` bad events of memory,
         # so a rare indicator (wrong-entity actions at ~0) is judged against all its clean history.
         dd = np.where(bnum >= cfg.memory_events, d, 1.0)
-        bnum[:] = bnum * dd + np.where(keep, x, 0.0)
-        bden[:] = bden * dd + np.where(keep, m, 0.0)
+        bnum *= dd  # in place: the same two roundings as `bnum * dd + new`
+        bnum += np.where(keep, x, 0.0)
+        bden *= dd
+        bden += np.where(keep, m, 0.0)
         p0 = np.minimum(np.maximum((bnum + 0.5) / (bden + 1.0), 1e-6), 0.45)
         p1 = p0 * cfg.cusum_ratio
         llr = x * np.log(p1 / p0) + (m - x) * np.log((1.0 - p1) / (1.0 - p0))
         # percentiles drift with load: only the windowed tests judge them
-        blk.cusum[:n] = np.maximum(0.0, blk.cusum[:n] + np.where((bden >= cfg.min_baseline) & _CUSUM_JUDGED, llr, 0.0))
+        cusum += np.where((bden >= cfg.min_baseline) & _CUSUM_JUDGED, llr, 0.0)
+        np.maximum(0.0, cusum, out=cusum)
     blk.closed_to = close_to
 
 
@@ -334,13 +347,14 @@ def still_elevated(s: Series, i: int, rec: IntArray, cfg: DetectConfig) -> bool:
     """Whether an alerting series × indicator still shows a rate above its baseline (loose test, 2-10 min)."""
     ind = INDICATORS[i]
     p0, den_eff = baseline_rate(s, i)
-    p0u = float(inflate(np.array([p0]), np.array([den_eff]))[0])
+    p0u = inflate_one(p0, den_eff)
     ratio = cfg.min_ratio_percentile if ind.percentile else cfg.min_ratio
     cums = np.cumsum(rec, axis=0)
+    limit = cfg.loose_alpha if cfg.loose_alpha < 1.0 else math.inf
     for w in cfg.windows[1:] or cfg.windows:
         row = cums[w - 1]
         x, n = int(row[ind.num]), int(row[ind.den])
-        if n > 0 and x >= cfg.min_count and x >= ratio * p0u * n and binom_sf(x, n, p0u) < cfg.loose_alpha:
+        if n > 0 and x >= cfg.min_count and x >= ratio * p0u * n and _binom_sf_below(x, n, p0u, limit) < cfg.loose_alpha:
             return True
     return False
 
