@@ -214,7 +214,8 @@ def _random_block(rng: np.random.Generator, cfg: DetectConfig, eval_b: int) -> t
 
 def _configs() -> list[DetectConfig]:
     return [DetectConfig(), DetectConfig(windows=(1, 6, 30)), DetectConfig(alpha=1e-3, loose_alpha=1e-2),
-            DetectConfig(min_count=1, min_ratio=1.0), DetectConfig(cusum_ratio=1.7, memory_events=5.0),
+            DetectConfig(min_count=1, min_ratio=1.0), DetectConfig(min_count=0, min_ratio=0.5),
+            DetectConfig(cusum_ratio=1.7, memory_events=5.0),
             DetectConfig(loose_alpha=2.0)]  # an absurd loose level: every shortcut off
 
 
@@ -232,13 +233,13 @@ def _same(a: Block, b: Block) -> None:
     assert a.closed_to == b.closed_to
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_test_block_and_close_block_match_the_reference(seed: int) -> None:
     rng = np.random.default_rng(seed)
     fired = screened = 0
     for cfg in _configs():
         ratios = cfg.ratios()
-        for _ in range(25):
+        for _ in range(20):
             eval_b = int(rng.integers(10_000, 200_000_000))
             blk, wf_m = _random_block(rng, cfg, eval_b)
             close_to = eval_b - 1 - int(rng.choice([0, 0, 0, 1, 3, 70]))
@@ -259,7 +260,7 @@ def test_test_block_and_close_block_match_the_reference(seed: int) -> None:
 
 def test_binom_sf_and_its_early_stop_match_the_reference() -> None:
     rng = random.Random(7)
-    for _ in range(30_000):
+    for _ in range(8_000):
         n = rng.choice([0, 1, 3, 10, 60, 500, 4000, 20_000])
         x = rng.randint(-1, n + 1)
         p = rng.choice([0.0, 1e-7, 1e-4, 0.003, 0.02, 0.1, 0.45, 0.9, 0.999, 1.0, rng.random()])

@@ -286,10 +286,18 @@ def test_block(
         xc = X[cr, cw, ci]
         nc = N[cr, cw, ci]
         pc = p0u[cr, ci]
+        # (Written with fewer calls than the whole-array form it replaced, value for value the same: with
+        # min_count >= 1 every candidate has q > 0, so its q log(q/p) term needs no guard; -(n kl) < c is
+        # n kl > -c, negation being exact.)
         q = xc / np.maximum(nc, 1.0)
-        kl = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0) / pc), 0.0) + np.where(
-            q < 1, (1 - q) * np.log(np.where(q < 1, 1 - q, 1.0) / (1 - pc)), 0.0)
-        keep = ((-nc * kl) < math.log(cfg.loose_alpha) + 3.0).tolist()
+        if cfg.min_count >= 1:
+            kl = q * np.log(q / pc)
+        else:
+            kl = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0) / pc), 0.0)
+        below1 = q < 1
+        omq = 1 - q
+        kl += np.where(below1, omq * np.log(np.where(below1, omq, 1.0) / (1 - pc)), 0.0)
+        keep = (nc * kl > -(math.log(cfg.loose_alpha) + 3.0)).tolist()
         if any(keep):
             if best is None or where is None:
                 best = np.ones((m, NI))
