@@ -258,6 +258,21 @@ def test_test_block_and_close_block_match_the_reference(seed: int) -> None:
     assert fired > 50 and screened > 50
 
 
+def test_binom_sf_long_tails_match_the_reference() -> None:
+    # sums of hundreds to thousands of terms (x just above the mean of a large n): the chunked path
+    rng = random.Random(11)
+    long = 0
+    for _ in range(600):
+        n = rng.choice([300, 2_000, 20_000, 200_000, 3_000_000])
+        p = rng.choice([1e-4, 0.003, 0.02, 0.1, 0.3, rng.random() * 0.5])
+        mean = n * p
+        x = max(1, int(mean + rng.uniform(-3, 8) * math.sqrt(mean * (1 - p) + 1)))
+        want = old_binom_sf(x, n, p)
+        assert binom_sf(x, n, p) == want, (x, n, p)
+        long += mean > 2_000
+    assert long > 50
+
+
 def test_binom_sf_and_its_early_stop_match_the_reference() -> None:
     rng = random.Random(7)
     for _ in range(8_000):

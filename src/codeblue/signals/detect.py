@@ -29,6 +29,9 @@ _CUSUM_JUDGED = np.array([not ind.percentile for ind in INDICATORS])
 _NUM_DEN = NUM_IDX + DEN_IDX
 #: Rows per window-sum product in `test_block` (bounds its float64 temporaries to ~4 MB).
 _CHUNK = 512
+#: A binomial tail sums its first terms one by one, then the rest in vectorised chunks.
+_SCALAR_TERMS = 48
+_CHUNK_TERMS = 256
 
 
 @dataclass
@@ -97,31 +100,12 @@ def _window_lengths_u32(windows: tuple[int, ...]) -> npt.NDArray[np.uint32]:
 
 def binom_sf(x: int, n: int, p: float) -> float:
     """P(X >= x) for X ~ Binomial(n, p), exactly: the first pmf term in log space, the rest by recurrence."""
-    if x <= 0:
-        return 1.0
-    if x > n or p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    odds = p / (1.0 - p)
-    term = math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1)
-                    + x * math.log(p) + (n - x) * math.log1p(-p))
-    total = term
-    k = x
-    stop = min(n, x + 5000)  # at most 5000 terms
-    mode = (n + 1) * p
-    while k < stop:
-        term *= (n - k) / (k + 1) * odds
-        total += term
-        k += 1
-        if term < total * 1e-12 and k > mode:
-            break
-    return min(1.0, total)
+    return _binom_sf_below(x, n, p, math.inf)
 
 
 def _binom_sf_below(x: int, n: int, p: float, limit: float) -> float:
-    """`binom_sf(x, n, p)` when it is below `limit`, else +inf: the same terms summed in the same order, but
-    the sum stops as soon as it reaches `limit` (the terms are positive, so it can only grow from there)."""
+    """`binom_sf(x, n, p)` when it is below `limit`, else +inf (when the first pmf term alone reaches `limit`,
+    the sum of positive terms cannot end below it, so the rest is not summed)."""
     if x <= 0:
         return 1.0 if limit > 1.0 else math.inf
     if x > n or p <= 0.0:
@@ -131,20 +115,38 @@ def _binom_sf_below(x: int, n: int, p: float, limit: float) -> float:
     odds = p / (1.0 - p)
     term = math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1)
                     + x * math.log(p) + (n - x) * math.log1p(-p))
-    total = term
-    if total >= limit:
+    if term >= limit and limit != math.inf:
         return math.inf
-    k = x
-    stop = min(n, x + 5000)  # at most 5000 terms
+    total = term
     mode = (n + 1) * p
-    while k < stop:
+    stop = min(n, x + 5000)  # at most 5000 terms
+    # The first terms one by one (most sums end here); k is the index of the term just added, minus one.
+    first = min(stop, x + _SCALAR_TERMS)
+    for k in range(x, first):
         term *= (n - k) / (k + 1) * odds
         total += term
-        k += 1
-        if total >= limit:
-            return math.inf
-        if term < total * 1e-12 and k > mode:
-            break
+        if term < total * 1e-12 and k + 1 > mode:
+            return min(1.0, total)
+    # A long tail in chunks, with the very same floating-point operations in the same order: the ratios
+    # elementwise ((n - k) / (k + 1) correctly rounded, as Python's int division is, the integers being exact in
+    # float64), then the running product and the running sum as accumulations, which are sequential.
+    k0 = first
+    while k0 < stop:
+        k1 = min(stop, k0 + _CHUNK_TERMS)
+        ks = np.arange(k0, k1, dtype=np.float64)
+        seq = np.empty(k1 - k0 + 1)
+        seq[0] = term
+        np.multiply((n - ks) / (ks + 1.0), odds, out=seq[1:])
+        terms = np.multiply.accumulate(seq)  # [term, the next terms...]
+        sums = terms.copy()
+        sums[0] = total
+        totals = np.add.accumulate(sums)  # [total, total after each next term...]
+        done = (terms[1:] < totals[1:] * 1e-12) & (ks + 1.0 > mode)
+        if done.any():
+            return min(1.0, float(totals[1 + int(np.argmax(done))]))
+        term = float(terms[-1])
+        total = float(totals[-1])
+        k0 = k1
     return min(1.0, total)
 
 
