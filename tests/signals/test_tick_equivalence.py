@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from codeblue.signals import detect
-from codeblue.signals.clusters import ClusterSignal, ComplaintClusterer, _Cluster, poisson_sf
+from codeblue.signals.clusters import ClusterSignal, ComplaintClusterer, _Cluster, _poisson_sf_below, poisson_sf
 from codeblue.signals.detect import DetectConfig, Finding, baseline_rate, binom_sf, close_block, inflate, still_elevated
 from codeblue.signals.indicators import DEN_IDX, INDICATORS, NC, NI, NUM_IDX
 from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, Series, SeriesStore
@@ -287,6 +287,17 @@ def test_binom_sf_and_its_early_stop_match_the_reference() -> None:
             assert got == want
         else:
             assert got == math.inf or got == want >= limit
+
+
+def test_poisson_early_stop_is_exact_below_its_limit() -> None:
+    rng = random.Random(5)
+    for _ in range(5_000):
+        lam = rng.choice([1e-3, 0.2, 1.0, 4.0, 30.0, 300.0]) * rng.random()
+        k = rng.randint(0, 3 * int(lam) + 12)
+        limit = rng.choice([1e-7, 1e-3, 0.3])
+        want = poisson_sf(k, lam)
+        got = _poisson_sf_below(k, lam, limit)
+        assert got == want if want < limit else got in (want, math.inf)
 
 
 def test_poisson_sf_is_a_probability_in_the_tail() -> None:

@@ -129,6 +129,14 @@ def poisson_sf(k: int, lam: float) -> float:
     return min(1.0, total)
 
 
+def _poisson_sf_below(k: int, lam: float, limit: float) -> float:
+    """`poisson_sf(k, lam)`, or +inf when it cannot be below `limit` (< 1): in the upper tail the first term
+    alone reaching `limit` settles it (the tail is a sum of positive terms), and the rest is not summed."""
+    if k > 0 and 0 < lam < k and math.exp(-lam + k * math.log(lam) - math.lgamma(k + 1)) >= limit:
+        return math.inf
+    return poisson_sf(k, lam)
+
+
 @dataclass(frozen=True)
 class ClusterSignal:
     """One complaint theme on one workflow growing well above its own baseline."""
@@ -447,7 +455,7 @@ class ComplaintClusterer:
                 expected = self.window * (before + 1.0) / (observed + self.prior_s)
                 if recent < self.min_ratio * expected:
                     continue  # (the cheap test first: the p-value only matters past it)
-                p = poisson_sf(recent, expected)
+                p = _poisson_sf_below(recent, expected, self.p_threshold)
                 if p >= self.p_threshold:
                     continue
                 share = base_share = None
