@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -299,15 +300,21 @@ def test_block(
         below1 = q < 1
         omq = 1 - q
         kl += np.where(below1, omq * np.log(np.where(below1, omq, 1.0) / (1 - pc)), 0.0)
-        keep = (nc * kl > -(math.log(cfg.loose_alpha) + 3.0)).tolist()
-        if any(keep):
+        keep = nc * kl > -(math.log(cfg.loose_alpha) + 3.0)
+        cells: Iterable[tuple[int, int, int, float, float, float]]
+        if cr.size > 64:  # many candidates (a large block): only the screened cells become Python lists
+            kept = np.flatnonzero(keep)
+            cells = zip(cr[kept].tolist(), cw[kept].tolist(), ci[kept].tolist(), xc[kept].tolist(),
+                        nc[kept].tolist(), pc[kept].tolist(), strict=True)
+        else:  # a few: filtering the lists is cheaper than six more gathers
+            cells = ((r, wi, i, x, nn, p) for r, wi, i, x, nn, p, k in zip(
+                cr.tolist(), cw.tolist(), ci.tolist(), xc.tolist(), nc.tolist(), pc.tolist(), keep.tolist(),
+                strict=True) if k)
+        if keep.any():
             if best is None or where is None:
                 best = np.ones((m, NI))
                 where = np.zeros((m, NI), dtype=np.int64)
-            for r, wi, i, x, nn, p, k in zip(cr.tolist(), cw.tolist(), ci.tolist(), xc.tolist(), nc.tolist(),
-                                             pc.tolist(), keep, strict=True):
-                if not k:
-                    continue
+            for r, wi, i, x, nn, p in cells:
                 pv = _binom_sf_below(int(x), int(nn), p, limit)
                 if pv < best[r, i]:
                     best[r, i] = pv
