@@ -468,3 +468,28 @@ def test_still_elevated_matches_the_reference(seed: int) -> None:
                     assert still_elevated(s, i, rec, cfg) == want
                     hits += want
     assert hits > 20
+
+
+def test_fold_histograms_matches_folding_one_workflow_at_a_time() -> None:
+    from codeblue.signals.pipeline import Pipeline
+
+    rng = random.Random(9)
+    pipe = Pipeline()
+    ref = {}
+    for round_ in range(3):
+        for k in range(400):
+            ws = pipe._workflow(f"wf-{k}", 1_795_500_000.0)
+            ws.lat_pending = [rng.lognormvariate(6.5, 1.0) for _ in range(rng.choice([0, 1, 5, 40]))]
+            ws.rage_pending = [float(rng.choice([0, 1, 7, 3600])) * rng.random() for _ in range(rng.choice([0, 3, 30]))]
+            ws.pending_b = 179_550_000 + 6 * round_ + rng.randint(0, 5)
+            lat, rage = ref.setdefault(ws.name, (copy.deepcopy(ws.lat_hist), copy.deepcopy(ws.rage_hist)))
+            if ws.lat_pending:
+                lat.add(np.asarray(ws.lat_pending, dtype=np.float64), ws.pending_b, pipe.cfg.decay)
+            if ws.rage_pending:
+                rage.add(np.asarray(ws.rage_pending, dtype=np.float64), ws.pending_b, pipe.cfg.decay)
+        pipe._fold_histograms()
+        for name, (lat, rage) in ref.items():
+            ws = pipe.workflows[name]
+            assert ws.lat_hist.counts.tobytes() == lat.counts.tobytes() and ws.lat_hist.last == lat.last
+            assert ws.rage_hist.counts.tobytes() == rage.counts.tobytes() and ws.rage_hist.last == rage.last
+            assert ws.lat_pending == [] and ws.rage_pending == []
