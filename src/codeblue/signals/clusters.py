@@ -37,6 +37,7 @@ unrelated complaints that would drown a plain rate.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -74,8 +75,10 @@ def _stem(word: str) -> str:
     return w[:7]
 
 
+@functools.lru_cache(maxsize=2048)
 def _term_counts(text: str) -> Counter[str]:
-    """Content terms with their weights: 2 per stem, 1 per bigram (bigrams count half)."""
+    """Content terms with their weights: 2 per stem, 1 per bigram (bigrams count half). Memoised (a cluster's
+    sample texts are weighed again each time it is shown): callers only read the result."""
     out: Counter[str] = Counter()
     for t in content_terms(text):
         out[t] += 1 if "_" in t else 2
@@ -124,6 +127,14 @@ def poisson_sf(k: int, lam: float) -> float:
         if t < total * 1e-15 or i > k + 10_000:
             break
     return min(1.0, total)
+
+
+def _poisson_sf_below(k: int, lam: float, limit: float) -> float:
+    """`poisson_sf(k, lam)`, or +inf when it cannot be below `limit` (< 1): in the upper tail the first term
+    alone reaching `limit` settles it (the tail is a sum of positive terms), and the rest is not summed."""
+    if k > 0 and 0 < lam < k and math.exp(-lam + k * math.log(lam) - math.lgamma(k + 1)) >= limit:
+        return math.inf
+    return poisson_sf(k, lam)
 
 
 @dataclass(frozen=True)
@@ -254,8 +265,18 @@ class ComplaintClusterer:
     def _idf(self, term: str) -> float:
         return math.log((1 + self._docs) / (1 + self._df.get(term, 0))) + 1.0
 
-    def _weighted(self, counts: Counter[str]) -> tuple[dict[str, float], float]:
-        vec = {t: c * self._idf(t) for t, c in counts.items()}
+    def _weighted(self, counts: Counter[str], idf: dict[str, float] | None = None) -> tuple[dict[str, float], float]:
+        """TF-IDF vector and its norm. `idf`, when given, memoises term weights for one call site: they depend
+        only on the term and the corpus counts, which do not change while one complaint is placed."""
+        if idf is None:
+            vec = {t: c * self._idf(t) for t, c in counts.items()}
+        else:
+            vec = {}
+            for t, c in counts.items():
+                w = idf.get(t)
+                if w is None:
+                    w = idf[t] = self._idf(t)
+                vec[t] = c * w
         norm = math.sqrt(sum(v * v for v in vec.values()))
         return vec, norm
 
@@ -318,7 +339,8 @@ class ComplaintClusterer:
                 if sim > best_sim:
                     best, best_sim = c, sim
             return best, best_sim
-        vec, norm = self._weighted(counts)
+        idf: dict[str, float] = {}
+        vec, norm = self._weighted(counts, idf)
         if norm == 0:
             return None, 0.0
         candidates: set[str] = set()
@@ -326,7 +348,7 @@ class ComplaintClusterer:
             candidates |= wf.index.get(t, set())
         for cid in candidates:
             c = wf.clusters[cid]
-            cvec, cnorm = self._weighted(c.counts)
+            cvec, cnorm = self._weighted(c.counts, idf)
             if cnorm == 0:
                 continue
             sim = sum(v * cvec.get(t, 0.0) for t, v in vec.items()) / (norm * cnorm)
@@ -418,18 +440,22 @@ class ComplaintClusterer:
             counted: list[tuple[_Cluster, int, int, int]] = []
             tot_recent, tot_before = self._split(wf.generic, wf.generic_n, wf.generic_last, recent_from, now_bucket)
             for c in wf.clusters.values():
-                recent, before = self._split(c.buckets, c.n, int(c.last_seen // self.bucket_s), recent_from,
-                                             now_bucket)
-                first_b = next((b for b in range(recent_from, now_bucket + 1) if c.buckets.get(b)), now_bucket + 1)
+                last = int(c.last_seen // self.bucket_s)
+                if last < recent_from:  # nothing in the window (every bucket is at or before the last one)
+                    tot_before += c.n
+                    continue
+                recent, before = self._split(c.buckets, c.n, last, recent_from, now_bucket)
                 tot_recent += recent
                 tot_before += before
                 if recent >= self.min_count:
+                    first_b = next((b for b in range(recent_from, now_bucket + 1) if c.buckets.get(b)),
+                                   now_bucket + 1)
                     counted.append((c, recent, before, first_b))
             for c, recent, before, first_b in counted:
                 expected = self.window * (before + 1.0) / (observed + self.prior_s)
                 if recent < self.min_ratio * expected:
                     continue  # (the cheap test first: the p-value only matters past it)
-                p = poisson_sf(recent, expected)
+                p = _poisson_sf_below(recent, expected, self.p_threshold)
                 if p >= self.p_threshold:
                     continue
                 share = base_share = None
@@ -483,10 +509,11 @@ class ComplaintClusterer:
             scored = [(sum(a * b for a, b in zip(cv, s, strict=True)), t)
                       for t, s in c.samples if isinstance(s, list)]
         else:
-            cvec, cnorm = self._weighted(c.counts)
+            idf: dict[str, float] = {}
+            cvec, cnorm = self._weighted(c.counts, idf)
             scored = []
             for t, _s in c.samples:
-                vec, norm = self._weighted(_term_counts(t))
+                vec, norm = self._weighted(_term_counts(t), idf)
                 if vec:
                     sim = sum(v * cvec.get(k, 0.0) for k, v in vec.items()) / ((norm * cnorm) or 1.0)
                     scored.append((sim, t))

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from codeblue.signals.indicators import DEN_IDX, INDICATORS, NC, NI, NUM_IDX
 from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, Series
@@ -28,6 +30,9 @@ _CUSUM_JUDGED = np.array([not ind.percentile for ind in INDICATORS])
 _NUM_DEN = NUM_IDX + DEN_IDX
 #: Rows per window-sum product in `test_block` (bounds its float64 temporaries to ~4 MB).
 _CHUNK = 512
+#: A binomial tail sums its first terms one by one, then the rest in vectorised chunks.
+_SCALAR_TERMS = 48
+_CHUNK_TERMS = 256
 
 
 @dataclass
@@ -89,32 +94,60 @@ class DetectConfig:
 
 
 @functools.lru_cache(maxsize=16)
-def _window_lengths(windows: tuple[int, ...]) -> IntArray:
-    """The test windows (in fine buckets) shaped to broadcast against (rows, 1, slots) bucket ages."""
-    return np.array(windows, dtype=np.int64)[None, :, None]
+def _window_lengths_u32(windows: tuple[int, ...]) -> npt.NDArray[np.uint32]:
+    """The test windows as unsigned bucket ages, shaped (1, windows, 1)."""
+    return np.array(windows, dtype=np.uint32)[None, :, None]
 
 
 def binom_sf(x: int, n: int, p: float) -> float:
     """P(X >= x) for X ~ Binomial(n, p), exactly: the first pmf term in log space, the rest by recurrence."""
+    return _binom_sf_below(x, n, p, math.inf)
+
+
+def _binom_sf_below(x: int, n: int, p: float, limit: float) -> float:
+    """`binom_sf(x, n, p)` when it is below `limit`, else +inf (when the first pmf term alone reaches `limit`,
+    the sum of positive terms cannot end below it, so the rest is not summed)."""
     if x <= 0:
-        return 1.0
+        return 1.0 if limit > 1.0 else math.inf
     if x > n or p <= 0.0:
         return 0.0
     if p >= 1.0:
-        return 1.0
+        return 1.0 if limit > 1.0 else math.inf
     odds = p / (1.0 - p)
     term = math.exp(math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1)
                     + x * math.log(p) + (n - x) * math.log1p(-p))
+    if term >= limit and limit != math.inf:
+        return math.inf
     total = term
-    k = x
-    stop = min(n, x + 5000)  # at most 5000 terms
     mode = (n + 1) * p
-    while k < stop:
+    stop = min(n, x + 5000)  # at most 5000 terms
+    # The first terms one by one (most sums end here); k is the index of the term just added, minus one.
+    first = min(stop, x + _SCALAR_TERMS)
+    for k in range(x, first):
         term *= (n - k) / (k + 1) * odds
         total += term
-        k += 1
-        if term < total * 1e-12 and k > mode:
-            break
+        if term < total * 1e-12 and k + 1 > mode:
+            return min(1.0, total)
+    # A long tail in chunks, with the very same floating-point operations in the same order: the ratios
+    # elementwise ((n - k) / (k + 1) correctly rounded, as Python's int division is, the integers being exact in
+    # float64), then the running product and the running sum as accumulations, which are sequential.
+    k0 = first
+    while k0 < stop:
+        k1 = min(stop, k0 + _CHUNK_TERMS)
+        ks = np.arange(k0, k1, dtype=np.float64)
+        seq = np.empty(k1 - k0 + 1)
+        seq[0] = term
+        np.multiply((n - ks) / (ks + 1.0), odds, out=seq[1:])
+        terms = np.multiply.accumulate(seq)  # [term, the next terms...]
+        sums = terms.copy()
+        sums[0] = total
+        totals = np.add.accumulate(sums)  # [total, total after each next term...]
+        done = (terms[1:] < totals[1:] * 1e-12) & (ks + 1.0 > mode)
+        if done.any():
+            return min(1.0, float(totals[1 + int(np.argmax(done))]))
+        term = float(terms[-1])
+        total = float(totals[-1])
+        k0 = k1
     return min(1.0, total)
 
 
@@ -127,6 +160,16 @@ def baseline_rate(s: Series, i: int) -> tuple[float, float]:
 def inflate(p0: FloatArray, den: FloatArray) -> FloatArray:
     """The baseline rate raised by two standard errors of its own estimate."""
     return np.minimum(0.999, p0 + 2.0 * np.sqrt(p0 * (1.0 - p0) / np.maximum(den, 1.0)))
+
+
+def inflate_one(p0: float, den: float) -> float:
+    """`inflate` of one rate, in plain floats: the same IEEE operations (square root included, which is
+    correctly rounded in both), with numpy's NaN for a negative variance and its NaN-propagating minimum."""
+    var = p0 * (1.0 - p0) / (den if den >= 1.0 or den != den else 1.0)
+    if not var >= 0.0:
+        return math.nan
+    r = p0 + 2.0 * math.sqrt(var)
+    return r if r < 0.999 or r != r else 0.999
 
 
 @dataclass
@@ -157,7 +200,7 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
         dd = np.where(blk.bnum[:n] >= cfg.memory_events, d**skipped, 1.0)
         blk.bnum[:n] *= dd
         blk.bden[:n] *= dd
-    bnum, bden, hold, learn_b = blk.bnum[:n], blk.bden[:n], blk.hold[:n], blk.learn_b[:n]
+    bnum, bden, hold, learn_b, cusum = blk.bnum[:n], blk.bden[:n], blk.hold[:n], blk.learn_b[:n], blk.cusum[:n]
     for b in range(first, close_to + 1):
         slot = b % FINE_N
         ok = blk.fine_ids[:n, slot] == b
@@ -169,90 +212,150 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
         # Forget only what is already well known: a rate keeps at least `memory_events` bad events of memory,
         # so a rare indicator (wrong-entity actions at ~0) is judged against all its clean history.
         dd = np.where(bnum >= cfg.memory_events, d, 1.0)
-        bnum[:] = bnum * dd + np.where(keep, x, 0.0)
-        bden[:] = bden * dd + np.where(keep, m, 0.0)
+        bnum *= dd  # in place: the same two roundings as `bnum * dd + new`
+        bnum += np.where(keep, x, 0.0)
+        bden *= dd
+        bden += np.where(keep, m, 0.0)
         p0 = np.minimum(np.maximum((bnum + 0.5) / (bden + 1.0), 1e-6), 0.45)
         p1 = p0 * cfg.cusum_ratio
         llr = x * np.log(p1 / p0) + (m - x) * np.log((1.0 - p1) / (1.0 - p0))
         # percentiles drift with load: only the windowed tests judge them
-        blk.cusum[:n] = np.maximum(0.0, blk.cusum[:n] + np.where((bden >= cfg.min_baseline) & _CUSUM_JUDGED, llr, 0.0))
+        cusum += np.where((bden >= cfg.min_baseline) & _CUSUM_JUDGED, llr, 0.0)
+        np.maximum(0.0, cusum, out=cusum)
     blk.closed_to = close_to
 
 
 def test_block(
     blk: Block, eval_b: int, cfg: DetectConfig, wf_m: IntArray, ratios: FloatArray
 ) -> list[tuple[int, Finding]]:
-    """Test every active row of a block on its recent fine buckets. Updates `hold`."""
+    """Test every active row of a block on its recent fine buckets. Updates `hold`.
+
+    A tick at the library's density tests a few dozen rows, where numpy's per-call overhead is the cost: this
+    is written for few calls (one comparison builds the window masks, one gather reads numerators and
+    denominators), and the exact binomial sum of a screened cell stops as soon as it can no longer matter."""
     n = blk.n
     if n == 0:
         return []
-    active = blk.last_b[:n] > eval_b - FINE_N
-    rows = np.flatnonzero(active)
-    if rows.size == 0:
-        return []
+    last_b = blk.last_b[:n]
+    rows: IntArray | None = None
+    if int(last_b.min()) <= eval_b - FINE_N:  # some rows idle for the whole ring: test only the others
+        rows = np.flatnonzero(last_b > eval_b - FINE_N)
+        if rows.size == 0:
+            return []
+        if rows.size == n:
+            rows = None
     # A block's rows are usually all active: plain slices then (views, no gathers).
-    sel: slice | IntArray = slice(0, n) if rows.size == n else rows
+    sel: slice | IntArray = slice(0, n) if rows is None else rows
+    m = n if rows is None else rows.size
     # Window sums as one batched product: (rows, windows, slots) masks × (rows, slots, counters), in float64
-    # (BLAS; the counts are integers far below 2**53, so the sums are exact).
-    # Done in chunks of rows so that the float64 copies stay small (memory: a 4096-row block would need ~30 MB).
-    lengths = _window_lengths(cfg.windows)
-    win = np.empty((rows.size, len(cfg.windows), NC))
-    for c0 in range(0, rows.size, _CHUNK):
-        part: slice | IntArray = slice(c0, min(c0 + _CHUNK, n)) if rows.size == n else rows[c0:c0 + _CHUNK]
-        age = eval_b - blk.fine_ids[part]
-        masks = ((age[:, None, :] < lengths) & (age >= 0)[:, None, :]).astype(np.float64)
+    # (BLAS; the counts are integers far below 2**53, so the sums are exact). A bucket is in a window when its
+    # age is in [0, length): as unsigned 32-bit integers, negative ages (future buckets) are huge, so one
+    # comparison does both bounds. Done in chunks of rows so that the float64 copies stay small (memory: a
+    # 4096-row block would need ~30 MB).
+    lengths = _window_lengths_u32(cfg.windows)
+    win = np.empty((m, len(cfg.windows), NC))
+    for c0 in range(0, m, _CHUNK):
+        part: slice | IntArray = slice(c0, min(c0 + _CHUNK, n)) if rows is None else rows[c0:c0 + _CHUNK]
+        age = (eval_b - blk.fine_ids[part]).view(np.uint32)  # int32 - int -> int32, as before
+        masks = np.less(age[:, None, :], lengths, out=np.empty((age.shape[0], len(cfg.windows), FINE_N)))
         np.matmul(masks, blk.fine[part].astype(np.float64), out=win[c0:c0 + _CHUNK])
-    X = win[:, :, NUM_IDX]
-    N = win[:, :, DEN_IDX]
+    XN = win[:, :, _NUM_DEN]  # one gather: numerators, then denominators
+    X = XN[:, :, :NI]
+    N = XN[:, :, NI:]
     bnum = blk.bnum[sel]
     bden = blk.bden[sel]
     p0 = (bnum + 0.5) / (bden + 1.0)
     p0u = inflate(p0, bden)
-    P = p0u[:, None, :]
-    cand = (cfg.min_count <= X) & (ratios[None, None, :] * P * N <= X) & (N > 0)
-    best = np.ones((rows.size, NI))
-    where = np.zeros((rows.size, NI), dtype=np.int64)
+    # Candidates: at least `min_count` bad events, a rate at least ratio × the (inflated) baseline, n > 0.
+    floor = (ratios * p0u)[:, None, :] * N
+    np.maximum(floor, float(cfg.min_count), out=floor)
+    cand = floor <= X
+    cand &= N > 0
     cr, cw, ci = np.nonzero(cand)
+    firing = blk.firing[sel]
+    # A p-value at or above `limit` changes nothing that is read: `hold` compares it with loose_alpha, firing
+    # with the strict level (at most alpha / windows), and the p-value and window reported are those of the
+    # smallest one, which is then below both. So each exact sum may stop once it reaches `limit`, and a block
+    # with no screened cell needs no p-values at all. (A limit of 1 or more, an absurd configuration, disables
+    # both shortcuts.)
+    limit = max(cfg.loose_alpha, cfg.alpha / len(cfg.windows))
+    if limit >= 1.0:
+        limit = math.inf
+    best: FloatArray | None = np.ones((m, NI)) if limit == math.inf else None
+    where: IntArray | None = np.zeros((m, NI), dtype=np.int64) if limit == math.inf else None
     if cr.size:
         # Chernoff screen: P(X >= x) <= exp(-n KL(x/n || p)); only near-significant cells get the exact sum.
         # Computed on the candidate cells only (the same elementwise arithmetic as on the whole array).
         xc = X[cr, cw, ci]
         nc = N[cr, cw, ci]
         pc = p0u[cr, ci]
+        # (Written with fewer calls than the whole-array form it replaced, value for value the same: with
+        # min_count >= 1 every candidate has q > 0, so its q log(q/p) term needs no guard; -(n kl) < c is
+        # n kl > -c, negation being exact.)
         q = xc / np.maximum(nc, 1.0)
-        kl = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0) / pc), 0.0) + np.where(
-            q < 1, (1 - q) * np.log(np.where(q < 1, 1 - q, 1.0) / (1 - pc)), 0.0)
-        keep = (-nc * kl) < math.log(cfg.loose_alpha) + 3.0
-        for r, wi, i, x, m, p in zip(cr[keep].tolist(), cw[keep].tolist(), ci[keep].tolist(), xc[keep].tolist(),
-                                     nc[keep].tolist(), pc[keep].tolist(), strict=True):
-            pv = binom_sf(int(x), int(m), p)
-            if pv < best[r, i]:
-                best[r, i] = pv
-                where[r, i] = wi
-    firing = blk.firing[sel]
-    blk.hold[sel] = (best < cfg.loose_alpha) | firing
+        if cfg.min_count >= 1:
+            kl = q * np.log(q / pc)
+        else:
+            kl = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0) / pc), 0.0)
+        below1 = q < 1
+        omq = 1 - q
+        kl += np.where(below1, omq * np.log(np.where(below1, omq, 1.0) / (1 - pc)), 0.0)
+        keep = nc * kl > -(math.log(cfg.loose_alpha) + 3.0)
+        cells: Iterable[tuple[int, int, int, float, float, float]]
+        if cr.size > 64:  # many candidates (a large block): only the screened cells become Python lists
+            kept = np.flatnonzero(keep)
+            cells = zip(cr[kept].tolist(), cw[kept].tolist(), ci[kept].tolist(), xc[kept].tolist(),
+                        nc[kept].tolist(), pc[kept].tolist(), strict=True)
+        else:  # a few: filtering the lists is cheaper than six more gathers
+            cells = ((r, wi, i, x, nn, p) for r, wi, i, x, nn, p, k in zip(
+                cr.tolist(), cw.tolist(), ci.tolist(), xc.tolist(), nc.tolist(), pc.tolist(), keep.tolist(),
+                strict=True) if k)
+        if keep.any():
+            if best is None or where is None:
+                best = np.ones((m, NI))
+                where = np.zeros((m, NI), dtype=np.int64)
+            for r, wi, i, x, nn, p in cells:
+                pv = _binom_sf_below(int(x), int(nn), p, limit)
+                if pv < best[r, i]:
+                    best[r, i] = pv
+                    where[r, i] = wi
+    cusum = blk.cusum[sel]
+    if best is None:
+        # No p-value below 1: nothing holds but what fires, and only a CUSUM can fire.
+        blk.hold[sel] = firing
+        cus = cusum > cfg.cusum_h
+        if not cus.any():
+            return []
+    else:
+        blk.hold[sel] = (best < cfg.loose_alpha) | firing
     ok = (bden >= cfg.min_baseline) & ~firing & (eval_b >= blk.testable_b[sel])[:, None]
     if not ok.any():
         return []
-    strict = cfg.alpha / (len(cfg.windows) * np.maximum(wf_m[blk.wf[sel]], 1))
-    fire = ok & (best < strict[:, None])
-    cus = ok & ~fire & (blk.cusum[sel] > cfg.cusum_h)
+    if best is None:
+        fire = np.zeros_like(ok)
+        cus = ok & cus
+    else:
+        strict = cfg.alpha / (len(cfg.windows) * np.maximum(wf_m[blk.wf[sel]], 1))
+        fire = ok & (best < strict[:, None])
+        cus = ok & ~fire & (cusum > cfg.cusum_h)
     out: list[tuple[int, Finding]] = []
     for r, i in zip(*np.nonzero(fire | cus), strict=True):
-        s = blk.series[rows[r]]
+        row_no = int(r) if rows is None else int(rows[r])
+        s = blk.series[row_no]
         if s is None:
             continue
         ind = INDICATORS[i]
         if fire[r, i]:
+            assert best is not None and where is not None
             wi = int(where[r, i])
             w = cfg.windows[wi]
-            out.append((int(blk.wf[rows[r]]), Finding(
+            out.append((int(blk.wf[row_no]), Finding(
                 s.key, int(i), float(best[r, i]), f"binomial test over {int(w * FINE_S)}s", w * FINE_S,
                 int(X[r, wi, i]), int(N[r, wi, i]), float(p0[r, i]))))
         else:
             row = win[r, -1]
-            out.append((int(blk.wf[rows[r]]), Finding(
-                s.key, int(i), math.exp(-float(blk.cusum[rows[r], i])), "binomial CUSUM", FINE_N * FINE_S,
+            out.append((int(blk.wf[row_no]), Finding(
+                s.key, int(i), math.exp(-float(blk.cusum[row_no, i])), "binomial CUSUM", FINE_N * FINE_S,
                 int(row[ind.num]), int(row[ind.den]), float(p0[r, i]))))
     return out
 
@@ -261,13 +364,14 @@ def still_elevated(s: Series, i: int, rec: IntArray, cfg: DetectConfig) -> bool:
     """Whether an alerting series × indicator still shows a rate above its baseline (loose test, 2-10 min)."""
     ind = INDICATORS[i]
     p0, den_eff = baseline_rate(s, i)
-    p0u = float(inflate(np.array([p0]), np.array([den_eff]))[0])
+    p0u = inflate_one(p0, den_eff)
     ratio = cfg.min_ratio_percentile if ind.percentile else cfg.min_ratio
     cums = np.cumsum(rec, axis=0)
+    limit = cfg.loose_alpha if cfg.loose_alpha < 1.0 else math.inf
     for w in cfg.windows[1:] or cfg.windows:
         row = cums[w - 1]
         x, n = int(row[ind.num]), int(row[ind.den])
-        if n > 0 and x >= cfg.min_count and x >= ratio * p0u * n and binom_sf(x, n, p0u) < cfg.loose_alpha:
+        if n > 0 and x >= cfg.min_count and x >= ratio * p0u * n and _binom_sf_below(x, n, p0u, limit) < cfg.loose_alpha:
             return True
     return False
 

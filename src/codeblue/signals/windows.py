@@ -269,10 +269,14 @@ class DecayingHistogram:
         self.last = -1
 
     def add(self, values: FloatArray, b: int, decay_per_bucket: float) -> None:
+        self.add_bins(hist_bins(values), b, decay_per_bucket)
+
+    def add_bins(self, bins: IntArray, b: int, decay_per_bucket: float) -> None:
+        """`add` for values already binned by `hist_bins` (several histograms' values binned in one call)."""
         if self.last >= 0 and b > self.last:
             self.counts *= decay_per_bucket ** (b - self.last)
         self.last = max(self.last, b)
-        self.counts += np.bincount(hist_bins(values), minlength=HIST_BINS)
+        self.counts += np.bincount(bins, minlength=HIST_BINS)
 
     @property
     def total(self) -> float:
