@@ -77,6 +77,11 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             if url in ("sqlite://", "sqlite:///:memory:"):
                 kwargs["poolclass"] = StaticPool
+            else:
+                # Hand out the most recently used connection: each SQLite connection has its own page cache, and
+                # reusing the warm one cut the page reads of an intake batch by about a third (strace; the intake
+                # bench shows no throughput change beyond its noise).
+                kwargs["pool_use_lifo"] = True
         else:
             # No pre-ping: it costs a round trip per request; recycle idle connections instead.
             kwargs.update(pool_size=20, max_overflow=20, pool_recycle=1800)
