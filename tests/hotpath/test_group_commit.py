@@ -162,3 +162,14 @@ def test_a_batch_after_a_single_append_in_the_same_transaction_continues_its_cha
     texts = [e["text"] for e in timeline(c, iid) if e["kind"] == "note"]
     assert texts == ["single", "batch 0", "batch 1", "batch 2", "single again"]
     assert verify(c, iid)["ok"]
+
+
+def test_a_lone_failing_write_is_still_counted(server: LiveServer) -> None:
+    gc = GroupCommit(server.rt.db)
+
+    def boom(_s: Session) -> None:
+        raise NotFound("no incident 999999", field="incident_id")
+
+    with pytest.raises(NotFound):
+        asyncio.run(gc.submit(boom))
+    assert (gc.rounds, gc.writes, gc.split_rounds) == (1, 1, 0)

@@ -140,6 +140,8 @@ class GroupCommit:
             raise
         except Exception as exc:
             if len(batch) == 1:
+                self.rounds += 1  # a round that failed is still a round (and a write) run
+                self.writes += 1
                 _settle(batch[0][1], exc=exc)
                 return
             # Something in the round failed and everything in it was rolled back: each write on its own now.
