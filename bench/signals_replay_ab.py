@@ -20,19 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from signals_replay_throughput import bare_loop
 
 import codeblue.signals.replay as this
-
-
-def bare(path: Path) -> tuple[int, float]:
-    c0 = time.process_time()
-    n = 0
-    loads = orjson.loads
-    with open(path, "rb") as fh:
-        for line in fh:
-            loads(line)
-            n += 1
-    return n, time.process_time() - c0
 
 
 def main() -> None:
@@ -51,7 +41,7 @@ def main() -> None:
     best = {"bare": float("inf"), "other": float("inf"), "this": float("inf")}
     reports: dict[str, bytes] = {}
     for r in range(args.repeat):
-        n, b = bare(args.events)
+        n, _wall, b = bare_loop(args.events)
         best["bare"] = min(best["bare"], b / n)
         order = ("other", "this") if r % 2 == 0 else ("this", "other")
         for name in order:
