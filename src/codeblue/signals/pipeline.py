@@ -333,15 +333,6 @@ class Pipeline:
             self.events += len(events)
         return len(events)
 
-    def _acc_for(self, t: float, wf: Any, vk: tuple[tuple[Any, Any], ...], seg: Any, fb: Any) -> _Acc | None:
-        key = (int(t // FINE_S), wf, vk, seg, fb)
-        acc = self._acc.get(key)
-        if acc is None:
-            if (wf, vk, seg, fb) not in self._routes and not _valid_key(wf, vk, seg, fb):
-                return None
-            acc = self._acc[key] = _Acc()
-        return acc
-
     def _add_dict(self, o: Any, index: int) -> None:
         """The schema-aware fast path: read only what detection needs, with type checks; anything unusual
         goes through the full Event v1 parser (which names the field when it rejects)."""
@@ -436,9 +427,9 @@ class Pipeline:
             acc.bad.append((t, subject, bits))
         self.events += 1
 
-    def _add_wire(self, e: WireEvent, vk: tuple[tuple[str, str], ...]) -> None:
-        """Count one event the struct decoder accepted (`decode.decode_event`, so already valid Event v1)
-        with its normalised versions key: what `_add_dict` does, read from struct slots."""
+    def _add_wire(self, e: WireEvent | Event, vk: tuple[tuple[str, str], ...]) -> None:
+        """Count one valid Event v1 — a struct the decoder accepted (`decode.decode_event`) or a parsed `Event`
+        — with its normalised versions key: what `_add_dict` does, read from attributes."""
         t = e.time
         akey = (int(t // FINE_S), e.workflow, vk, e.segment, e.fallback)
         acc = self._acc.get(akey)
@@ -494,50 +485,12 @@ class Pipeline:
         self.events += 1
 
     def _add_event(self, ev: Event) -> None:
-        acc = self._acc_for(ev.time, ev.workflow, tuple(ev.versions.items()), ev.segment, ev.fallback)
-        if acc is None:  # parse_event already validated; only an empty workflow could get here
+        vk = tuple(ev.versions.items())
+        if (ev.workflow, vk, ev.segment, ev.fallback) not in self._routes and \
+                not _valid_key(ev.workflow, vk, ev.segment, ev.fallback):
+            # parse_event already validated; only an empty workflow could get here
             raise EventError(0, "workflow", "required: a non-empty string")
-        c = acc.c
-        bits = 0
-        if ev.kind == "response":
-            c[0] += 1
-            if ev.is_error:
-                c[1] += 1
-                bits = BIT_ERR
-            else:
-                c[2] += 1
-                if ev.refusal:
-                    c[3] += 1
-                    bits = BIT_REF
-            if ev.grounded is not None:
-                c[4] += 1
-                if not ev.grounded:
-                    c[5] += 1
-                    bits |= BIT_GFAIL
-            if ev.latency_ms is not None:
-                acc.lat.append(ev.latency_ms)
-                acc.lat_subj.append(ev.subject)
-            if ev.retrieval_age_s is not None:
-                acc.rage.append(ev.retrieval_age_s)
-                acc.rage_subj.append(ev.subject)
-        elif ev.kind == "tool_call":
-            c[6] += 1
-            if ev.args_valid is False:
-                c[7] += 1
-                bits = BIT_TOOL
-        elif ev.kind == "action":
-            c[8] += 1
-            if ev.wrong_entity:
-                c[9] += 1
-                bits = BIT_WRONG
-        else:
-            if ev.kind == "complaint" and ev.text:
-                self._complaints.append((ev.workflow, ev.text, ev.time))
-            c[10] += 1
-            bits = BIT_COMPL
-        if bits:
-            acc.bad.append((ev.time, ev.subject, bits))
-        self.events += 1
+        self._add_wire(ev, vk)  # an Event has the struct's fields, with the same meanings
 
     def complaint(self, *, workflow: str, time: float, subject: str | None = None, text: str | None = None) -> None:
         """Count a user report (the `incident.user_report` hook) as a complaint event."""
