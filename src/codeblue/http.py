@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -379,8 +379,3 @@ def _group_commit(rt: Runtime) -> GroupCommit:
     if not isinstance(gc, GroupCommit):
         gc = rt.extras[GROUP_COMMIT] = GroupCommit(rt.db)
     return gc
-
-
-def write_session(rt: Runtime) -> Iterator[Session]:
-    with rt.db.write() as s:
-        yield s
