@@ -4,7 +4,7 @@ codeblue: the detection pipeline exactly as `codeblue replay` runs it (zero conf
 static:   per workflow, `bad/total over 5 min > threshold`, evaluated every 30 s, held `for: 5m`
           (error 5 %, refusal 10 %, grounding failure 15 %, tool-argument error 10 %, wrong-entity 2 %).
 
-    .venv/bin/python bench/signals_detection.py [--seeds 2] [--clean-days 2] [--clean-seeds 1]
+    .venv/bin/python bench/signals_detection.py [--seeds 2] [--clean-days 2] [--clean-seeds 1] [--first-seed 0]
 
 Prints one line per fault, then the figures: median / worst detection delay (stream seconds), misses,
 false incidents over clean workflow-days, top-suspect accuracy on change-caused faults, and the
@@ -148,12 +148,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--clean-days", type=float, default=2.0)
     ap.add_argument("--clean-seeds", type=int, default=1)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="scenario seeds are first-seed … first-seed+seeds-1; clean seeds 100+first-seed …")
     args = ap.parse_args()
     rows = []
     for name in SCENARIOS:
         if name == "clean":
             continue
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             r = evaluate(name, seed)
             rows.append(r)
             d = "MISS" if r["delay"] is None else f"{r['delay']:.0f}s"
@@ -166,7 +168,7 @@ def main() -> None:
                   f"{r.get('type', '-')}/{r.get('severity', '-')}] static {sd:>5s} | top suspect {top} {verdict} | "
                   f"false {len(r['false'])} (static {len(r['static_false'])})", flush=True)
     cleans = []
-    for seed in range(args.clean_seeds):
+    for seed in range(args.first_seed, args.first_seed + args.clean_seeds):
         run_days = args.clean_days
         from codeblue.signals.replay import replay_lines as _rl
 
