@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from codeblue.sdk.refusal import (  # noqa: E402
     HEAD_PATH,
     EmbeddingRefusalDetector,
+    Encoder,
     Head,
     embed,
     embeddings_available,
@@ -58,10 +59,11 @@ EX_COMPLIANCE = COMPLIANCE + CAVEATED_COMPLIANCE
 
 
 class CachedEncoder:
-    """`encode` with an on-disk cache keyed by the text's hash (MiniLM is deterministic on CPU)."""
+    """`encode` (or `fn`) with an on-disk cache keyed by the text's hash (the encoders are deterministic on CPU)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, fn: Encoder = encode) -> None:
         self.path = path
+        self.fn = fn
         self.vecs: dict[str, list[float]] = {}
         if path is not None and path.exists():
             try:
@@ -76,7 +78,7 @@ class CachedEncoder:
         todo = list(dict.fromkeys((k, t) for k, t in zip(keys, texts, strict=True) if k not in self.vecs))
         if todo:
             c0 = time.process_time()
-            for (k, _), v in zip(todo, encode([t for _, t in todo]), strict=True):
+            for (k, _), v in zip(todo, self.fn([t for _, t in todo]), strict=True):
                 self.vecs[k] = v
             self.cpu += time.process_time() - c0
             self.encoded += len(todo)
@@ -174,6 +176,58 @@ def embedding(data: dict[str, list[Labelled]], write_head: bool, cache: Path | N
     cost(data)
 
 
+def second_encoder(data: dict[str, list[Labelled]], model_dir: Path, cache: Path | None) -> None:
+    """Experiment (not shipped): the same head over [MiniLM features, a second sentence-transformers model's opening
+    + mean-over-sentences embeddings] and over the second model's alone, every file held out in turn."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(model_dir), device="cpu")
+
+    def enc2(texts: Sequence[str]) -> list[list[float]]:
+        vecs = model.encode(list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False)
+        return [list(map(float, v)) for v in vecs]
+
+    name = model_dir.name
+    mini = CachedEncoder(cache)
+    other = CachedEncoder(None if cache is None else cache.with_name(f"codeblue-refusal-{name}.pkl"), enc2)
+    texts = {n: [r.text for r in data[n]] for n in FILES}
+    ex_texts = list(EX_REFUSALS) + list(EX_COMPLIANCE)
+    ye = [1] * len(EX_REFUSALS) + [0] * len(EX_COMPLIANCE)
+    labels = {n: [int(r.refusal) for r in data[n]] for n in FILES}
+    m1 = {n: embed(texts[n], encoder=mini) for n in FILES}
+    m2 = {n: embed(texts[n], encoder=other) for n in FILES}
+    e1, e2 = embed(ex_texts, encoder=mini), embed(ex_texts, encoder=other)
+    lex = {n: [refusal_score(t) for t in texts[n]] for n in FILES}
+    lex_e = [refusal_score(t) for t in ex_texts]
+    variants = {
+        f"{name}": ({n: [[*b, x] for b, x in zip(m2[n], lex[n], strict=True)] for n in FILES},
+                    [[*b, x] for b, x in zip(e2, lex_e, strict=True)]),
+        f"MiniLM+{name}": ({n: [[*a, *b, x] for a, b, x in zip(m1[n], m2[n], lex[n], strict=True)] for n in FILES},
+                           [[*a, *b, x] for a, b, x in zip(e1, e2, lex_e, strict=True)]),
+    }
+    for vname, (feats, xe) in variants.items():
+        print(f"== experiment: {vname} (opening + mean over sentences, lexical score -> logistic regression)")
+        for te in FILES:
+            trs = [n for n in FILES if n != te]
+            head = fit_on(trs, feats, labels, xe, ye)
+            scores = [head.score(f) for f in feats[te]]
+            m = measure(scores, [bool(y) for y in labels[te]], head.threshold)
+            ap = average_precision(scores, [bool(y) for y in labels[te]])
+            goal = "meets goal" if m.precision >= 0.95 and m.recall >= 0.90 else "below goal"
+            print(f"  {'fit on ' + '+'.join(trs) + '+exemplars':44s} C={head.c:<5g} -> {te:16s} {m}  AP {ap:.3f}  [{goal}]")
+    import torch
+
+    torch.set_num_threads(1)
+    batch = [r.text for n in FILES for r in data[n][:20]]
+    for label, fn in (("MiniLM", encode), (name, enc2)):
+        fn(["warm-up"])
+        c0 = time.process_time()
+        embed(batch, encoder=fn)
+        c = time.process_time() - c0
+        print(f"  cost {label}: {c / len(batch) * 1e3:.0f} ms process CPU per answer (one torch thread, one batch "
+              f"of {len(batch)} answers, opening + sentences); load average {os.getloadavg()[0]:.1f}")
+
+
 def cost(data: dict[str, list[Labelled]]) -> None:
     """Embedding cost without the cache: a batch of answers, then single answers (wall and process CPU)."""
     det = EmbeddingRefusalDetector()
@@ -201,6 +255,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "codeblue-refusal-minilm.pkl",
                     help="on-disk cache of MiniLM vectors (default: %(default)s)")
     ap.add_argument("--no-cache", action="store_true", help="embed everything again")
+    ap.add_argument("--second-encoder", type=Path, metavar="DIR",
+                    help="experiment: also evaluate a second sentence-transformers model from a local directory")
     args = ap.parse_args()
     data = load()
     for n in FILES:
@@ -209,6 +265,8 @@ def main() -> None:
     lexical(data)
     if embeddings_available():
         embedding(data, args.write_head, None if args.no_cache else args.cache)
+        if args.second_encoder is not None:
+            second_encoder(data, args.second_encoder, None if args.no_cache else args.cache)
     else:
         print("== embedding detector: skipped (pip install 'codeblue[embeddings]')")
 
