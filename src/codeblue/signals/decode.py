@@ -82,6 +82,30 @@ def decode_event(raw: bytes) -> WireEvent | None:
         return None
 
 
+_UNSEEN: Any = object()
+
+
+def decode_line(raw: bytes) -> tuple[WireEvent, tuple[tuple[str, str], ...]] | None:
+    """`decode_event` then `versions_key` in one call (replay's per-line path): the struct and its versions key,
+    or None when only the full parser can judge the line."""
+    if b"\\" in raw and b"\\u0000" in raw:
+        return None
+    try:
+        e = _decode(raw)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    if e.arguments or e.attributes:
+        vk = versions_key(e)
+    else:
+        v = e.versions
+        if not v:
+            return e, _EMPTY
+        vk = _VERSIONS.get(bytes(v), _UNSEEN)
+        if vk is _UNSEEN:
+            vk = versions_key(e)
+    return None if vk is None else (e, vk)
+
+
 def versions_key(e: WireEvent) -> tuple[tuple[str, str], ...] | None:
     """The event's served versions as normalised (key, version) pairs in the sent order; None when the
     parser would reject them, or `arguments` or `attributes` (the caller takes the parser's path)."""

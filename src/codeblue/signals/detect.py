@@ -118,6 +118,10 @@ def _binom_sf_below(x: int, n: int, p: float, limit: float) -> float:
                     + x * math.log(p) + (n - x) * math.log1p(-p))
     if term >= limit and limit != math.inf:
         return math.inf
+    if term == 0.0:
+        # The first term underflows: so does every later one (each is the previous times a finite ratio), and
+        # the sum would run its 5,000 terms to return 0.0.
+        return 0.0
     total = term
     mode = (n + 1) * p
     stop = min(n, x + 5000)  # at most 5000 terms
@@ -271,8 +275,11 @@ def test_block(
     np.maximum(floor, float(cfg.min_count), out=floor)
     cand = floor <= X
     cand &= N > 0
-    cr, cw, ci = np.nonzero(cand)
     firing = blk.firing[sel]
+    # A firing series × indicator holds and cannot fire again (nor report a p-value) whatever its test says:
+    # its cells need no exact sum.
+    cand &= ~firing[:, None, :]
+    cr, cw, ci = np.nonzero(cand)
     # A p-value at or above `limit` changes nothing that is read: `hold` compares it with loose_alpha, firing
     # with the strict level (at most alpha / windows), and the p-value and window reported are those of the
     # smallest one, which is then below both. So each exact sum may stop once it reaches `limit`, and a block

@@ -227,7 +227,7 @@ class Pipeline:
         self.events = 0
         self.now = -math.inf
         self._routes: dict[tuple[str, tuple[tuple[str, str], ...], str | None, str | None],
-                           tuple[WorkflowState, list[Series]]] = {}
+                           tuple[WorkflowState, list[tuple[Block, list[int]]]]] = {}
         self._acc: dict[tuple[int, str, tuple[tuple[str, str], ...], str | None, str | None], _Acc] = {}
         self._lock = threading.RLock()
         self._gid = 0
@@ -557,8 +557,9 @@ class Pipeline:
         return s
 
     def _route(self, wf: str, vk: tuple[tuple[str, str], ...], seg: str | None, fb: str | None,
-               b: int) -> tuple[WorkflowState, list[Series]]:
-        """The workflow and the series (workflow-wide plus each breakdown) one accumulator key feeds."""
+               b: int) -> tuple[WorkflowState, list[tuple[Block, list[int]]]]:
+        """The workflow and the series (workflow-wide plus each breakdown) one accumulator key feeds, as their
+        rows grouped by block (in series order within a block)."""
         key = (wf, vk, seg, fb)
         hit = self._routes.get(key)
         if hit is not None:
@@ -574,8 +575,11 @@ class Pipeline:
             s = self._breakdown(ws, k, b)
             if s is not None:
                 series.append(s)
-        self._routes[key] = (ws, series)
-        return ws, series
+        rows: dict[int, tuple[Block, list[int]]] = {}
+        for s in series:
+            rows.setdefault(id(s.block), (s.block, []))[1].append(s.row)
+        hit = self._routes[key] = (ws, list(rows.values()))
+        return hit
 
     def _flush(self) -> None:
         """Move the batch accumulators into the rings: one vectorised scatter-add per block."""
@@ -587,12 +591,12 @@ class Pipeline:
         lat_by_ws: dict[int, tuple[WorkflowState, list[float], int]] = {}
         rage_by_ws: dict[int, tuple[WorkflowState, list[float], int]] = {}
         for (b, wf, vk, seg, fb), a in acc.items():
-            ws, series = self._route(wf, vk, seg, fb, b)
+            ws, groups = self._route(wf, vk, seg, fb, b)
             c = a.c
             bucket_t = b * FINE_S
             if a.lat:
                 thr = ws.lat_thr
-                over = [j for j, x in enumerate(a.lat) if x > thr]
+                over = [] if thr == math.inf else [j for j, x in enumerate(a.lat) if x > thr]
                 c[C_LATX] = len(over)
                 if thr != math.inf:  # no learned p95 yet: the sample is not judged (nor learned as "fine")
                     c[C_LATN] = len(a.lat)
@@ -608,7 +612,7 @@ class Pipeline:
                         lat_by_ws[ws.no] = (ws, prev[1], max(b, prev[2]))
             if a.rage:
                 thr = ws.rage_thr
-                over = [j for j, x in enumerate(a.rage) if x > thr]
+                over = [] if thr == math.inf else [j for j, x in enumerate(a.rage) if x > thr]
                 c[C_RX] = len(over)
                 if thr != math.inf:
                     c[C_RSET] = len(a.rage)
@@ -629,13 +633,13 @@ class Pipeline:
                 ws.last_b = b
             k = len(counts)
             counts.append(c)
-            for s in series:
-                t = targets.get(id(s.block))
+            for blk, rr in groups:
+                t = targets.get(id(blk))
                 if t is None:
-                    t = targets[id(s.block)] = (s.block, [], [], [])
-                t[1].append(s.row)
-                t[2].append(b)
-                t[3].append(k)
+                    t = targets[id(blk)] = (blk, [], [], [])
+                t[1].extend(rr)
+                t[2].extend([b] * len(rr))
+                t[3].extend([k] * len(rr))
         mat = np.array(counts, dtype=np.int32)
         for blk, rows, bs, ks in targets.values():
             scatter_add(blk, np.array(rows, dtype=np.int64), np.array(bs, dtype=np.int64), mat[ks])
