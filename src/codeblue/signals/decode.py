@@ -82,7 +82,8 @@ def decode_event(raw: bytes) -> WireEvent | None:
         return None
 
 
-_UNSEEN: Any = object()
+#: Versions texts already checked, by length: (the text, its `versions_key`), at most 4 of each length.
+_BY_LEN: dict[int, list[tuple[msgspec.Raw, tuple[tuple[str, str], ...] | None]]] = {}
 
 
 def decode_line(raw: bytes) -> tuple[WireEvent, tuple[tuple[str, str], ...]] | None:
@@ -100,9 +101,17 @@ def decode_line(raw: bytes) -> tuple[WireEvent, tuple[tuple[str, str], ...]] | N
         v = e.versions
         if not v:
             return e, _EMPTY
-        vk = _VERSIONS.get(bytes(v), _UNSEEN)
-        if vk is _UNSEEN:
-            vk = versions_key(e)
+        # The few versions texts of a stream, by length, compared as they are (no bytes copy, no hash).
+        seen = _BY_LEN.get(len(v))
+        if seen is not None:
+            for text, vk in seen:
+                if text == v:
+                    return None if vk is None else (e, vk)
+        vk = versions_key(e)
+        if seen is None:
+            seen = _BY_LEN[len(v)] = []
+        if len(seen) < 4 and len(_BY_LEN) < 4096:
+            seen.append((v.copy(), vk))  # (a copy: the slice alone, not the whole line it came from)
     return None if vk is None else (e, vk)
 
 

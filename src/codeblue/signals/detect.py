@@ -279,7 +279,7 @@ def test_block(
     # A firing series × indicator holds and cannot fire again (nor report a p-value) whatever its test says:
     # its cells need no exact sum.
     cand &= ~firing[:, None, :]
-    cr, cw, ci = np.nonzero(cand)
+    cr, cw, ci = cand.nonzero()
     # A p-value at or above `limit` changes nothing that is read: `hold` compares it with loose_alpha, firing
     # with the strict level (at most alpha / windows), and the p-value and window reported are those of the
     # smallest one, which is then below both. So each exact sum may stop once it reaches `limit`, and a block
@@ -317,7 +317,7 @@ def test_block(
             cells = ((r, wi, i, x, nn, p) for r, wi, i, x, nn, p, k in zip(
                 cr.tolist(), cw.tolist(), ci.tolist(), xc.tolist(), nc.tolist(), pc.tolist(), keep.tolist(),
                 strict=True) if k)
-        if keep.any():
+        if np.count_nonzero(keep):
             if best is None or where is None:
                 best = np.ones((m, NI))
                 where = np.zeros((m, NI), dtype=np.int64)
@@ -331,12 +331,12 @@ def test_block(
         # No p-value below 1: nothing holds but what fires, and only a CUSUM can fire.
         blk.hold[sel] = firing
         cus = cusum > cfg.cusum_h
-        if not cus.any():
+        if not np.count_nonzero(cus):
             return []
     else:
         blk.hold[sel] = (best < cfg.loose_alpha) | firing
     ok = (bden >= cfg.min_baseline) & ~firing & (eval_b >= blk.testable_b[sel])[:, None]
-    if not ok.any():
+    if not np.count_nonzero(ok):
         return []
     if best is None:
         fire = np.zeros_like(ok)
@@ -373,7 +373,7 @@ def still_elevated(s: Series, i: int, rec: IntArray, cfg: DetectConfig) -> bool:
     p0, den_eff = baseline_rate(s, i)
     p0u = inflate_one(p0, den_eff)
     ratio = cfg.min_ratio_percentile if ind.percentile else cfg.min_ratio
-    cums = np.cumsum(rec, axis=0)
+    cums = np.add.accumulate(rec, axis=0)
     limit = cfg.loose_alpha if cfg.loose_alpha < 1.0 else math.inf
     for w in cfg.windows[1:] or cfg.windows:
         row = cums[w - 1]

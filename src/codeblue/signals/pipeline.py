@@ -773,7 +773,7 @@ class Pipeline:
     def _informative(self, findings: list[Finding], rec_all: IntArray) -> list[Finding]:
         """Drop breakdown findings that carry the workflow's whole traffic (they repeat the workflow's test)."""
         out = []
-        cums = np.cumsum(rec_all, axis=0)
+        cums = np.add.accumulate(rec_all, axis=0)
         for f in findings:
             if f.series != "*":
                 k = max(1, min(FINE_N, round(f.window_s / FINE_S)))
