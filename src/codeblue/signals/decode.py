@@ -95,23 +95,26 @@ def decode_line(raw: bytes) -> tuple[WireEvent, tuple[tuple[str, str], ...]] | N
         e = _decode(raw)
     except (msgspec.DecodeError, ValueError, RecursionError):
         return None
-    if e.arguments or e.attributes:
-        vk = versions_key(e)
-    else:
-        v = e.versions
-        if not v:
-            return e, _EMPTY
-        # The few versions texts of a stream, by length, compared as they are (no bytes copy, no hash).
-        seen = _BY_LEN.get(len(v))
-        if seen is not None:
-            for text, vk in seen:
-                if text == v:
-                    return None if vk is None else (e, vk)
-        vk = versions_key(e)
-        if seen is None:
-            seen = _BY_LEN[len(v)] = []
-        if len(seen) < 4 and len(_BY_LEN) < 4096:
-            seen.append((v.copy(), vk))  # (a copy: the slice alone, not the whole line it came from)
+    a = e.arguments
+    if a and not _object_or_null(a):
+        return None
+    a = e.attributes
+    if a and not _object_or_null(a):
+        return None
+    v = e.versions
+    if not v:
+        return e, _EMPTY
+    # The few versions texts of a stream, by length, compared as they are (no bytes copy, no hash).
+    seen = _BY_LEN.get(len(v))
+    if seen is not None:
+        for text, vk in seen:
+            if text == v:
+                return None if vk is None else (e, vk)
+    vk = versions_key(e)
+    if seen is None:
+        seen = _BY_LEN[len(v)] = []
+    if len(seen) < 4 and len(_BY_LEN) < 4096:
+        seen.append((v.copy(), vk))  # (a copy: the slice alone, not the whole line it came from)
     return None if vk is None else (e, vk)
 
 
