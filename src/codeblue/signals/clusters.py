@@ -46,6 +46,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Literal
 
 from codeblue.signals.detect import binom_sf
@@ -500,8 +501,7 @@ class ComplaintClusterer:
     def _split(buckets: dict[int, int], total: int, last: int, recent_from: int, now_bucket: int) -> tuple[int, int]:
         """(count in the recent window, count before it): the window's few buckets are read, the rest is the
         running total minus them (and minus any future-dated buckets, which only late clocks produce)."""
-        get = buckets.get
-        recent = sum(get(b, 0) for b in range(recent_from, now_bucket + 1))
+        recent = sum(map(buckets.get, range(recent_from, now_bucket + 1), repeat(0)))  # (integers: any order)
         later = 0
         if last > now_bucket:
             later = sum(n for b, n in buckets.items() if b > now_bucket)
