@@ -321,6 +321,27 @@ class _ReferenceClusterer(ComplaintClusterer):
         norm = math.sqrt(sum(v * v for v in vec.values()))
         return vec, norm
 
+    def _nearest(self, wf: Any, counts: Counter[str], emb: list[float] | None) -> tuple[_Cluster | None, float]:
+        """As it was (commit 6412202), lexical branch: every candidate's whole TF-IDF vector built as a dict."""
+        assert emb is None
+        best: _Cluster | None = None
+        best_sim = -1.0
+        vec, norm = self._weighted(counts)
+        if norm == 0:
+            return None, 0.0
+        candidates: set[str] = set()
+        for t in counts:
+            candidates |= wf.index.get(t, set())
+        for cid in candidates:
+            c = wf.clusters[cid]
+            cvec, cnorm = self._weighted(c.counts)
+            if cnorm == 0:
+                continue
+            sim = sum(v * cvec.get(t, 0.0) for t, v in vec.items()) / (norm * cnorm)
+            if sim > best_sim:
+                best, best_sim = c, sim
+        return best, best_sim
+
     def signals(self, now: float, workflows: Iterable[str] | None = None) -> list[ClusterSignal]:
         """Clusters whose count in the last `window` seconds is well above their own baseline, strongest first.
         Without `workflows` (all of them), also drops clusters and counts older than `horizon`."""
@@ -494,3 +515,108 @@ def test_fold_histograms_matches_folding_one_workflow_at_a_time() -> None:
             assert ws.lat_hist.counts.tobytes() == lat.counts.tobytes() and ws.lat_hist.last == lat.last
             assert ws.rage_hist.counts.tobytes() == rage.counts.tobytes() and ws.rage_hist.last == rage.last
             assert ws.lat_pending == [] and ws.rage_pending == []
+
+
+def old_scatter_add(blk: Block, rows: IntArray, bs: IntArray, vecs: Any) -> None:
+    """`windows.scatter_add` as it was (commit 6412202)."""
+    from codeblue.signals.windows import COARSE_N, COARSE_PER_FINE
+
+    slots = bs % FINE_N
+    ids = blk.fine_ids[rows, slots]
+    stale = ids < bs
+    if stale.any():
+        blk.fine[rows[stale], slots[stale]] = 0
+        blk.fine_ids[rows[stale], slots[stale]] = bs[stale]
+    ok = blk.fine_ids[rows, slots] == bs
+    np.add.at(blk.fine, (rows[ok], slots[ok]), vecs[ok])
+    cbs = bs // COARSE_PER_FINE
+    cslots = cbs % COARSE_N
+    cids = blk.coarse_ids[rows, cslots]
+    cstale = cids < cbs
+    if cstale.any():
+        blk.coarse[rows[cstale], cslots[cstale]] = 0
+        blk.coarse_ids[rows[cstale], cslots[cstale]] = cbs[cstale]
+    cok = blk.coarse_ids[rows, cslots] == cbs
+    np.add.at(blk.coarse, (rows[cok], cslots[cok]), vecs[cok])
+    np.maximum.at(blk.last_b, rows, bs)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_scatter_add_matches_the_reference(seed: int) -> None:
+    """Random flushes into random rings: repeated (row, bucket) pairs, buckets a ring apart in one call (the same
+    slot named twice), late buckets behind the ring, buckets ahead of it, rows never written."""
+    from codeblue.signals.windows import scatter_add
+
+    rng = np.random.default_rng(seed)
+    cfg = DetectConfig()
+    partial = 0
+    for _ in range(150):
+        eval_b = int(rng.integers(10_000, 1_000_000))
+        blk, _wf_m = _random_block(rng, cfg, eval_b)
+        if rng.random() < 0.5:  # coarse ring ids: current, stale, ahead
+            blk.coarse_ids[: blk.n] = (eval_b // 6 - rng.choice([0, 1, 30, 59, 60, 61, -1], size=(blk.n, 60))
+                                       ).astype(np.int32)
+        ref = copy.deepcopy(blk)
+        k = int(rng.integers(1, 80))
+        rows = rng.integers(0, blk.n, size=k).astype(np.int64)
+        bs = (eval_b + rng.choice([0, 0, 0, 1, -1, -5, -59, -60, -61, 60, 120, -400], size=k)).astype(np.int64)
+        vecs = rng.integers(0, 50, size=(k, NC)).astype(np.int32)
+        scatter_add(blk, rows, bs, vecs)
+        old_scatter_add(ref, rows, bs, vecs)
+        for name in ("fine", "fine_ids", "coarse", "coarse_ids", "last_b"):
+            assert np.array_equal(getattr(blk, name), getattr(ref, name)), name
+        partial += int((ref.fine_ids[rows, bs % FINE_N] != bs).any())
+    assert partial > 20  # the branch where some vectors are dropped was exercised
+
+
+def old_poisson_sf(k: int, lam: float) -> float:
+    """`clusters.poisson_sf` as it was (commit 6412202)."""
+    if k <= 0:
+        return 1.0
+    if lam <= 0:
+        return 0.0
+    if k <= lam:
+        cdf = 0.0
+        term = math.exp(-lam)
+        for i in range(k):
+            cdf += term
+            term *= lam / (i + 1)
+        return max(0.0, 1.0 - cdf)
+    log_term = -lam + k * math.log(lam) - math.lgamma(k + 1)
+    total = 0.0
+    i = k
+    log_lam = math.log(lam)
+    while True:
+        t = math.exp(log_term)
+        total += t
+        i += 1
+        log_term += log_lam - math.log(i)
+        if t < total * 1e-15 or i > k + 10_000:
+            break
+    return min(1.0, total)
+
+
+def test_tails_whose_first_term_underflows_match_the_reference() -> None:
+    """Far tails (a burst of hundreds against a baseline of a few; an incident's window at 5× traffic) whose
+    first term is below the smallest double: the shortcut returns what the full loops returned, and tails
+    just above the underflow are still summed."""
+    rng = random.Random(17)
+    zero = nonzero = 0
+    for _ in range(400):
+        lam = rng.choice([0.01, 0.5, 3.0, 6.0, 40.0, 300.0]) * rng.uniform(0.5, 1.5)
+        k = int(lam) + rng.choice([1, 5, 30, 120, 200, 299, 400, 1500])
+        want = old_poisson_sf(k, lam)
+        assert poisson_sf(k, lam) == want, (k, lam)
+        assert _poisson_sf_below(k, lam, 1e-7) == want or want >= 1e-7
+        zero += want == 0.0
+        nonzero += 0.0 < want < 1e-250
+    for _ in range(400):
+        n = rng.choice([200, 2_000, 20_000, 400_000])
+        p = rng.choice([1e-4, 0.004, 0.03, 0.2])
+        x = min(n, int(n * p) + rng.choice([1, 10, 100, 400, 1500, 6000]))
+        want = old_binom_sf(x, n, p)
+        assert binom_sf(x, n, p) == want, (x, n, p)
+        assert detect._binom_sf_below(x, n, p, 1e-3) == want or want >= 1e-3
+        zero += want == 0.0
+        nonzero += 0.0 < want < 1e-250
+    assert zero > 100 and nonzero > 10  # both sides of the underflow

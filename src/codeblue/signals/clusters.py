@@ -40,11 +40,13 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import operator
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Literal
 
 from codeblue.signals.detect import binom_sf
@@ -121,6 +123,10 @@ def poisson_sf(k: int, lam: float) -> float:
     exp, log = math.exp, math.log
     while True:
         t = exp(log_term)
+        if total == 0.0 and t == 0.0:
+            # The first term underflows: every later one does too (log_term only falls while i > lam), so the
+            # loop would add 10,000 zeros and return 0.0.
+            break
         total += t
         i += 1
         log_term += log_lam - log(i)
@@ -346,12 +352,26 @@ class ComplaintClusterer:
         candidates: set[str] = set()
         for t in counts:
             candidates |= wf.index.get(t, set())
+        # Each candidate's TF-IDF vector as `_weighted` builds it, without the dict: its norm needs every weight
+        # (summed in the same order: `sum` is the same algorithm whatever the iterable), its dot product with
+        # `vec` only the complaint's terms (the same products; a term the cluster lacks weighs 0.0 there).
+        get = idf.get
+        df = self._df.get
+        docs = 1 + self._docs
+        log = math.log
         for cid in candidates:
             c = wf.clusters[cid]
-            cvec, cnorm = self._weighted(c.counts, idf)
+            weights = []
+            for t, n in c.counts.items():
+                w = get(t)
+                if w is None:
+                    w = idf[t] = log(docs / (1 + df(t, 0))) + 1.0  # `_idf`
+                weights.append(n * w)
+            cnorm = math.sqrt(sum(map(operator.mul, weights, weights)))
             if cnorm == 0:
                 continue
-            sim = sum(v * cvec.get(t, 0.0) for t, v in vec.items()) / (norm * cnorm)
+            cc = c.counts
+            sim = sum(v * (cc[t] * idf[t] if t in cc else 0.0) for t, v in vec.items()) / (norm * cnorm)
             if sim > best_sim:
                 best, best_sim = c, sim
         return best, best_sim
@@ -481,8 +501,7 @@ class ComplaintClusterer:
     def _split(buckets: dict[int, int], total: int, last: int, recent_from: int, now_bucket: int) -> tuple[int, int]:
         """(count in the recent window, count before it): the window's few buckets are read, the rest is the
         running total minus them (and minus any future-dated buckets, which only late clocks produce)."""
-        get = buckets.get
-        recent = sum(get(b, 0) for b in range(recent_from, now_bucket + 1))
+        recent = sum(map(buckets.get, range(recent_from, now_bucket + 1), repeat(0)))  # (integers: any order)
         later = 0
         if last > now_bucket:
             later = sum(n for b, n in buckets.items() if b > now_bucket)

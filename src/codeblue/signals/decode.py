@@ -82,6 +82,42 @@ def decode_event(raw: bytes) -> WireEvent | None:
         return None
 
 
+#: Versions texts already checked, by length: (the text, its `versions_key`), at most 4 of each length.
+_BY_LEN: dict[int, list[tuple[msgspec.Raw, tuple[tuple[str, str], ...] | None]]] = {}
+
+
+def decode_line(raw: bytes) -> tuple[WireEvent, tuple[tuple[str, str], ...]] | None:
+    """`decode_event` then `versions_key` in one call (replay's per-line path): the struct and its versions key,
+    or None when only the full parser can judge the line."""
+    if b"\\" in raw and b"\\u0000" in raw:
+        return None
+    try:
+        e = _decode(raw)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    a = e.arguments
+    if a and not _object_or_null(a):
+        return None
+    a = e.attributes
+    if a and not _object_or_null(a):
+        return None
+    v = e.versions
+    if not v:
+        return e, _EMPTY
+    # The few versions texts of a stream, by length, compared as they are (no bytes copy, no hash).
+    seen = _BY_LEN.get(len(v))
+    if seen is not None:
+        for text, vk in seen:
+            if text == v:
+                return None if vk is None else (e, vk)
+    vk = versions_key(e)
+    if seen is None:
+        seen = _BY_LEN[len(v)] = []
+    if len(seen) < 4 and len(_BY_LEN) < 4096:
+        seen.append((v.copy(), vk))  # (a copy: the slice alone, not the whole line it came from)
+    return None if vk is None else (e, vk)
+
+
 def versions_key(e: WireEvent) -> tuple[tuple[str, str], ...] | None:
     """The event's served versions as normalised (key, version) pairs in the sent order; None when the
     parser would reject them, or `arguments` or `attributes` (the caller takes the parser's path)."""

@@ -23,11 +23,12 @@ import numpy as np
 import numpy.typing as npt
 
 from codeblue.signals.indicators import DEN_IDX, INDICATORS, NC, NI, NUM_IDX
-from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, Series
+from codeblue.signals.windows import FINE_N, FINE_S, Block, BoolArray, FloatArray, IntArray, Series
 
 #: Indicators the CUSUM judges (all but the percentile ones), as a row mask.
 _CUSUM_JUDGED = np.array([not ind.percentile for ind in INDICATORS])
 _NUM_DEN = NUM_IDX + DEN_IDX
+_NUM_DEN_A = np.array(_NUM_DEN, dtype=np.intp)
 #: Rows per window-sum product in `test_block` (bounds its float64 temporaries to ~4 MB).
 _CHUNK = 512
 #: A binomial tail sums its first terms one by one, then the rest in vectorised chunks.
@@ -118,6 +119,10 @@ def _binom_sf_below(x: int, n: int, p: float, limit: float) -> float:
                     + x * math.log(p) + (n - x) * math.log1p(-p))
     if term >= limit and limit != math.inf:
         return math.inf
+    if term == 0.0:
+        # The first term underflows: so does every later one (each is the previous times a finite ratio), and
+        # the sum would run its 5,000 terms to return 0.0.
+        return 0.0
     total = term
     mode = (n + 1) * p
     stop = min(n, x + 5000)  # at most 5000 terms
@@ -200,15 +205,16 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
         dd = np.where(blk.bnum[:n] >= cfg.memory_events, d**skipped, 1.0)
         blk.bnum[:n] *= dd
         blk.bden[:n] *= dd
-    bnum, bden, hold, learn_b, cusum = blk.bnum[:n], blk.bden[:n], blk.hold[:n], blk.learn_b[:n], blk.cusum[:n]
+    bnum, bden, learn_b, cusum = blk.bnum[:n], blk.bden[:n], blk.learn_b[:n], blk.cusum[:n]
+    nothold = ~blk.hold[:n]
     for b in range(first, close_to + 1):
         slot = b % FINE_N
         ok = blk.fine_ids[:n, slot] == b
-        xm = blk.fine[:n, slot][:, _NUM_DEN].astype(np.float64)  # one gather: numerators, then denominators
-        xm *= ok[:, None]
+        # one gather (numerators, then denominators), zeroed where the slot holds another bucket, as float64
+        xm = np.multiply(blk.fine[:n, slot, _NUM_DEN_A], ok[:, None], dtype=np.float64)
         x = xm[:, :NI]
         m = xm[:, NI:]
-        keep = ~hold & (learn_b <= b)[:, None]
+        keep = nothold & (learn_b <= b)[:, None]
         # Forget only what is already well known: a rate keeps at least `memory_events` bad events of memory,
         # so a rare indicator (wrong-entity actions at ~0) is judged against all its clean history.
         dd = np.where(bnum >= cfg.memory_events, d, 1.0)
@@ -216,7 +222,9 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
         bnum += np.where(keep, x, 0.0)
         bden *= dd
         bden += np.where(keep, m, 0.0)
-        p0 = np.minimum(np.maximum((bnum + 0.5) / (bden + 1.0), 1e-6), 0.45)
+        p0 = np.divide(bnum + 0.5, bden + 1.0)
+        np.maximum(p0, 1e-6, out=p0)
+        np.minimum(p0, 0.45, out=p0)
         p1 = p0 * cfg.cusum_ratio
         llr = x * np.log(p1 / p0) + (m - x) * np.log((1.0 - p1) / (1.0 - p0))
         # percentiles drift with load: only the windowed tests judge them
@@ -259,7 +267,7 @@ def test_block(
         age = (eval_b - blk.fine_ids[part]).view(np.uint32)  # int32 - int -> int32, as before
         masks = np.less(age[:, None, :], lengths, out=np.empty((age.shape[0], len(cfg.windows), FINE_N)))
         np.matmul(masks, blk.fine[part].astype(np.float64), out=win[c0:c0 + _CHUNK])
-    XN = win[:, :, _NUM_DEN]  # one gather: numerators, then denominators
+    XN = win[:, :, _NUM_DEN_A]  # one gather: numerators, then denominators
     X = XN[:, :, :NI]
     N = XN[:, :, NI:]
     bnum = blk.bnum[sel]
@@ -271,8 +279,11 @@ def test_block(
     np.maximum(floor, float(cfg.min_count), out=floor)
     cand = floor <= X
     cand &= N > 0
-    cr, cw, ci = np.nonzero(cand)
     firing = blk.firing[sel]
+    # A firing series × indicator holds and cannot fire again (nor report a p-value) whatever its test says:
+    # its cells need no exact sum.
+    cand &= ~firing[:, None, :]
+    cr, cw, ci = cand.nonzero()
     # A p-value at or above `limit` changes nothing that is read: `hold` compares it with loose_alpha, firing
     # with the strict level (at most alpha / windows), and the p-value and window reported are those of the
     # smallest one, which is then below both. So each exact sum may stop once it reaches `limit`, and a block
@@ -281,8 +292,10 @@ def test_block(
     limit = max(cfg.loose_alpha, cfg.alpha / len(cfg.windows))
     if limit >= 1.0:
         limit = math.inf
-    best: FloatArray | None = np.ones((m, NI)) if limit == math.inf else None
-    where: IntArray | None = np.zeros((m, NI), dtype=np.int64) if limit == math.inf else None
+    # The smallest p-value of each screened cell and its window, in the order the cells come (row, window,
+    # indicator: for one series × indicator the windows in order, so a tie keeps the first window), as the
+    # array form it replaced kept them (a p-value enters only below the one before it, starting from 1).
+    held: dict[tuple[int, int], tuple[float, int]] = {}
     if cr.size:
         # Chernoff screen: P(X >= x) <= exp(-n KL(x/n || p)); only near-significant cells get the exact sum.
         # Computed on the candidate cells only (the same elementwise arithmetic as on the whole array).
@@ -291,7 +304,8 @@ def test_block(
         pc = p0u[cr, ci]
         # (Written with fewer calls than the whole-array form it replaced, value for value the same: with
         # min_count >= 1 every candidate has q > 0, so its q log(q/p) term needs no guard; -(n kl) < c is
-        # n kl > -c, negation being exact.)
+        # n kl > -c, negation being exact; when every q is below 1, the guards of the (1-q) term select
+        # every element.)
         q = xc / np.maximum(nc, 1.0)
         if cfg.min_count >= 1:
             kl = q * np.log(q / pc)
@@ -299,7 +313,10 @@ def test_block(
             kl = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0) / pc), 0.0)
         below1 = q < 1
         omq = 1 - q
-        kl += np.where(below1, omq * np.log(np.where(below1, omq, 1.0) / (1 - pc)), 0.0)
+        if np.count_nonzero(below1) == below1.size:
+            kl += omq * np.log(omq / (1 - pc))
+        else:
+            kl += np.where(below1, omq * np.log(np.where(below1, omq, 1.0) / (1 - pc)), 0.0)
         keep = nc * kl > -(math.log(cfg.loose_alpha) + 3.0)
         cells: Iterable[tuple[int, int, int, float, float, float]]
         if cr.size > 64:  # many candidates (a large block): only the screened cells become Python lists
@@ -310,53 +327,94 @@ def test_block(
             cells = ((r, wi, i, x, nn, p) for r, wi, i, x, nn, p, k in zip(
                 cr.tolist(), cw.tolist(), ci.tolist(), xc.tolist(), nc.tolist(), pc.tolist(), keep.tolist(),
                 strict=True) if k)
-        if keep.any():
-            if best is None or where is None:
-                best = np.ones((m, NI))
-                where = np.zeros((m, NI), dtype=np.int64)
+        if np.count_nonzero(keep):
             for r, wi, i, x, nn, p in cells:
                 pv = _binom_sf_below(int(x), int(nn), p, limit)
-                if pv < best[r, i]:
-                    best[r, i] = pv
-                    where[r, i] = wi
+                prev = held.get((r, i))
+                if pv < (1.0 if prev is None else prev[0]):
+                    held[r, i] = (pv, wi)
     cusum = blk.cusum[sel]
-    if best is None:
-        # No p-value below 1: nothing holds but what fires, and only a CUSUM can fire.
-        blk.hold[sel] = firing
-        cus = cusum > cfg.cusum_h
-        if not cus.any():
-            return []
-    else:
-        blk.hold[sel] = (best < cfg.loose_alpha) | firing
-    ok = (bden >= cfg.min_baseline) & ~firing & (eval_b >= blk.testable_b[sel])[:, None]
-    if not ok.any():
+    if limit == math.inf:  # an absurd configuration (a level of 1 or more): every cell's p-value is read
+        return _judge_arrays(blk, rows, sel, eval_b, cfg, wf_m, held, firing, bden, cusum, X, N, p0)
+    # What is read of the p-values: `hold` (below loose_alpha), and firing (below the strict level, on cells that
+    # may fire) — a cell without one has 1, which is neither. The rare cells past either, in Python.
+    blk.hold[sel] = firing
+    hold_cells = [ri for ri, (pv, _w) in held.items() if pv < cfg.loose_alpha]
+    if hold_cells:
+        hr, hi = zip(*hold_cells, strict=True)
+        blk.hold[list(hr) if rows is None else rows[list(hr)], list(hi)] = True
+    cur, cui = (cusum > cfg.cusum_h).nonzero()
+    if not held and not cur.size:
         return []
-    if best is None:
-        fire = np.zeros_like(ok)
-        cus = ok & cus
-    else:
-        strict = cfg.alpha / (len(cfg.windows) * np.maximum(wf_m[blk.wf[sel]], 1))
-        fire = ok & (best < strict[:, None])
-        cus = ok & ~fire & (cusum > cfg.cusum_h)
+    wf = blk.wf
+    testable_b = blk.testable_b
+    alpha_w = len(cfg.windows)
+
+    def may_fire(r: int, i: int) -> bool:  # `ok` of the array form, for one cell
+        row_no = r if rows is None else int(rows[r])
+        return bool(bden[r, i] >= cfg.min_baseline) and not firing[r, i] and eval_b >= testable_b[row_no]
+
+    fired: dict[tuple[int, int], bool] = {}  # cell -> by the binomial test (else by the CUSUM)
+    for (r, i), (pv, _w) in held.items():
+        row_no = r if rows is None else int(rows[r])
+        if pv < cfg.alpha / (alpha_w * max(int(wf_m[wf[row_no]]), 1)) and may_fire(r, i):
+            fired[r, i] = True
+    for r, i in zip(cur.tolist(), cui.tolist(), strict=True):
+        if (r, i) not in fired and may_fire(r, i):
+            fired[r, i] = False
+    out: list[tuple[int, Finding]] = []
+    for (r, i), binomial in sorted(fired.items()):
+        row_no = r if rows is None else int(rows[r])
+        s = blk.series[row_no]
+        if s is None:
+            continue
+        if binomial:
+            pv, wi = held[r, i]
+            w = cfg.windows[wi]
+            out.append((int(wf[row_no]), Finding(
+                s.key, i, pv, f"binomial test over {int(w * FINE_S)}s", w * FINE_S,
+                int(X[r, wi, i]), int(N[r, wi, i]), float(p0[r, i]))))
+        else:
+            out.append((int(wf[row_no]), Finding(
+                s.key, i, math.exp(-float(blk.cusum[row_no, i])), "binomial CUSUM", FINE_N * FINE_S,
+                int(X[r, -1, i]), int(N[r, -1, i]), float(p0[r, i]))))
+    return out
+
+
+def _judge_arrays(
+    blk: Block, rows: IntArray | None, sel: slice | IntArray, eval_b: int, cfg: DetectConfig, wf_m: IntArray,
+    held: dict[tuple[int, int], tuple[float, int]], firing: BoolArray, bden: FloatArray, cusum: FloatArray,
+    X: FloatArray, N: FloatArray, p0: FloatArray,
+) -> list[tuple[int, Finding]]:
+    """`test_block`'s verdicts with every cell's p-value as an array (1 where none was computed): for levels of
+    1 or more, where a p-value of 1 may hold or fire."""
+    m = firing.shape[0]
+    best = np.ones((m, NI))
+    where = np.zeros((m, NI), dtype=np.int64)
+    for (r, i), (pv, wi) in held.items():
+        best[r, i] = pv
+        where[r, i] = wi
+    blk.hold[sel] = (best < cfg.loose_alpha) | firing
+    ok = (bden >= cfg.min_baseline) & ~firing & (eval_b >= blk.testable_b[sel])[:, None]
+    strict = cfg.alpha / (len(cfg.windows) * np.maximum(wf_m[blk.wf[sel]], 1))
+    fire = ok & (best < strict[:, None])
+    cus = ok & ~fire & (cusum > cfg.cusum_h)
     out: list[tuple[int, Finding]] = []
     for r, i in zip(*np.nonzero(fire | cus), strict=True):
         row_no = int(r) if rows is None else int(rows[r])
         s = blk.series[row_no]
         if s is None:
             continue
-        ind = INDICATORS[i]
         if fire[r, i]:
-            assert best is not None and where is not None
             wi = int(where[r, i])
             w = cfg.windows[wi]
             out.append((int(blk.wf[row_no]), Finding(
                 s.key, int(i), float(best[r, i]), f"binomial test over {int(w * FINE_S)}s", w * FINE_S,
                 int(X[r, wi, i]), int(N[r, wi, i]), float(p0[r, i]))))
         else:
-            row = win[r, -1]
             out.append((int(blk.wf[row_no]), Finding(
                 s.key, int(i), math.exp(-float(blk.cusum[row_no, i])), "binomial CUSUM", FINE_N * FINE_S,
-                int(row[ind.num]), int(row[ind.den]), float(p0[r, i]))))
+                int(X[r, -1, i]), int(N[r, -1, i]), float(p0[r, i]))))
     return out
 
 
@@ -366,7 +424,7 @@ def still_elevated(s: Series, i: int, rec: IntArray, cfg: DetectConfig) -> bool:
     p0, den_eff = baseline_rate(s, i)
     p0u = inflate_one(p0, den_eff)
     ratio = cfg.min_ratio_percentile if ind.percentile else cfg.min_ratio
-    cums = np.cumsum(rec, axis=0)
+    cums = np.add.accumulate(rec, axis=0)
     limit = cfg.loose_alpha if cfg.loose_alpha < 1.0 else math.inf
     for w in cfg.windows[1:] or cfg.windows:
         row = cums[w - 1]

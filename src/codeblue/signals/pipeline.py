@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import compress, count
 from typing import Any
 
 import numpy as np
@@ -175,6 +176,10 @@ def _clock(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S")
 
 
+#: A route: the workflow, the first block its series are in and their rows there, then any other blocks and rows.
+_Route = tuple[WorkflowState, Block, tuple[int, ...], tuple[tuple[Block, tuple[int, ...]], ...]]
+
+
 class _Acc:
     """Counts of one (bucket, workflow, versions, segment, fallback) within a batch."""
 
@@ -226,8 +231,7 @@ class Pipeline:
         self.history: list[Group] = []
         self.events = 0
         self.now = -math.inf
-        self._routes: dict[tuple[str, tuple[tuple[str, str], ...], str | None, str | None],
-                           tuple[WorkflowState, list[Series]]] = {}
+        self._routes: dict[tuple[str, tuple[tuple[str, str], ...], str | None, str | None], _Route] = {}
         self._acc: dict[tuple[int, str, tuple[tuple[str, str], ...], str | None, str | None], _Acc] = {}
         self._lock = threading.RLock()
         self._gid = 0
@@ -557,8 +561,10 @@ class Pipeline:
         return s
 
     def _route(self, wf: str, vk: tuple[tuple[str, str], ...], seg: str | None, fb: str | None,
-               b: int) -> tuple[WorkflowState, list[Series]]:
-        """The workflow and the series (workflow-wide plus each breakdown) one accumulator key feeds."""
+               b: int) -> _Route:
+        """The workflow and the series (workflow-wide plus each breakdown) one accumulator key feeds, as their
+        rows grouped by block (in series order within a block): (workflow, first block, its rows, the other
+        blocks and their rows)."""
         key = (wf, vk, seg, fb)
         hit = self._routes.get(key)
         if hit is not None:
@@ -574,8 +580,12 @@ class Pipeline:
             s = self._breakdown(ws, k, b)
             if s is not None:
                 series.append(s)
-        self._routes[key] = (ws, series)
-        return ws, series
+        rows: dict[int, tuple[Block, list[int]]] = {}
+        for s in series:
+            rows.setdefault(id(s.block), (s.block, []))[1].append(s.row)
+        groups = [(blk, tuple(rr)) for blk, rr in rows.values()]
+        hit = self._routes[key] = (ws, groups[0][0], groups[0][1], tuple(groups[1:]))
+        return hit
 
     def _flush(self) -> None:
         """Move the batch accumulators into the rings: one vectorised scatter-add per block."""
@@ -587,12 +597,12 @@ class Pipeline:
         lat_by_ws: dict[int, tuple[WorkflowState, list[float], int]] = {}
         rage_by_ws: dict[int, tuple[WorkflowState, list[float], int]] = {}
         for (b, wf, vk, seg, fb), a in acc.items():
-            ws, series = self._route(wf, vk, seg, fb, b)
+            ws, blk0, rows0, more = self._route(wf, vk, seg, fb, b)
             c = a.c
             bucket_t = b * FINE_S
             if a.lat:
                 thr = ws.lat_thr
-                over = [j for j, x in enumerate(a.lat) if x > thr]
+                over = [] if thr == math.inf else list(compress(count(), map(thr.__lt__, a.lat)))  # x > thr
                 c[C_LATX] = len(over)
                 if thr != math.inf:  # no learned p95 yet: the sample is not judged (nor learned as "fine")
                     c[C_LATN] = len(a.lat)
@@ -608,7 +618,7 @@ class Pipeline:
                         lat_by_ws[ws.no] = (ws, prev[1], max(b, prev[2]))
             if a.rage:
                 thr = ws.rage_thr
-                over = [j for j, x in enumerate(a.rage) if x > thr]
+                over = [] if thr == math.inf else list(compress(count(), map(thr.__lt__, a.rage)))
                 c[C_RX] = len(over)
                 if thr != math.inf:
                     c[C_RSET] = len(a.rage)
@@ -629,13 +639,13 @@ class Pipeline:
                 ws.last_b = b
             k = len(counts)
             counts.append(c)
-            for s in series:
-                t = targets.get(id(s.block))
+            for blk, rr in ((blk0, rows0), *more):
+                t = targets.get(id(blk))
                 if t is None:
-                    t = targets[id(s.block)] = (s.block, [], [], [])
-                t[1].append(s.row)
-                t[2].append(b)
-                t[3].append(k)
+                    t = targets[id(blk)] = (blk, [], [], [])
+                t[1].extend(rr)
+                t[2].extend([b] * len(rr))
+                t[3].extend([k] * len(rr))
         mat = np.array(counts, dtype=np.int32)
         for blk, rows, bs, ks in targets.values():
             scatter_add(blk, np.array(rows, dtype=np.int64), np.array(bs, dtype=np.int64), mat[ks])
@@ -769,7 +779,7 @@ class Pipeline:
     def _informative(self, findings: list[Finding], rec_all: IntArray) -> list[Finding]:
         """Drop breakdown findings that carry the workflow's whole traffic (they repeat the workflow's test)."""
         out = []
-        cums = np.cumsum(rec_all, axis=0)
+        cums = np.add.accumulate(rec_all, axis=0)
         for f in findings:
             if f.series != "*":
                 k = max(1, min(FINE_N, round(f.window_s / FINE_S)))

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from codeblue.errors import Invalid
-from codeblue.signals.decode import decode_event, versions_key
+from codeblue.signals.decode import decode_line
 from codeblue.signals.detect import DetectConfig
 from codeblue.signals.events import EventError, parse_event
 from codeblue.signals.objectives import Objectives
@@ -138,48 +138,54 @@ def _run(pipe: Pipeline, res: ReplayResult, lines: Iterable[bytes], pending: lis
     ci = 0
     next_tick = -math.inf
     started = False
-    loads = orjson.loads
-    decode = decode_event
-    vkey = versions_key
-    add = pipe._add_wire
     tick = pipe.tick
+
+    def advance(t: float) -> float:
+        """The first line at or past the next tick's time: tick (after the changes up to it); the next tick's
+        time."""
+        nonlocal ci, started
+        if started:
+            now = (t // FINE_S) * FINE_S - 0.001
+            while ci < len(pending) and pending[ci]["time"] <= now:
+                pipe.add_change(pending[ci])
+                ci += 1
+            res.updates.extend(tick(now))
+        else:
+            started = True
+            res.start = t
+        return (t // FINE_S + 1) * FINE_S
+
+    loads = orjson.loads
+    decode = decode_line
+    add = pipe._add_wire
     n = 0
     last_t = -math.inf
     for n, raw in enumerate(lines, 1):
         # The struct decoder takes the common line in one C call; anything it refuses goes through orjson and
         # the full parser below, which reports the field and reason exactly.
-        e = decode(raw)
-        vk = vkey(e) if e is not None else None
-        o: Any = None
-        if vk is not None:
-            t: Any = e.time  # type: ignore[union-attr]  # vk is only set for a decoded event
-        else:
-            try:
-                o = loads(raw)
-            except orjson.JSONDecodeError as exc:
-                if not raw.strip():
-                    continue
-                _err(res, n, "", f"not JSON: {exc}")
+        got = decode(raw)
+        if got is not None:
+            t: Any = got[0].time  # an int or a float (the struct's type)
+            if t >= next_tick:
+                next_tick = advance(t)
+            if t > last_t:
+                last_t = t
+            add(*got)
+            continue
+        try:
+            o = loads(raw)
+        except orjson.JSONDecodeError as exc:
+            if not raw.strip():
                 continue
-            t = o.get("time") if type(o) is dict else None
+            _err(res, n, "", f"not JSON: {exc}")
+            continue
+        t = o.get("time") if type(o) is dict else None
         tt = type(t)
         if tt is float or tt is int:
             if t >= next_tick:
-                if started:
-                    now = (t // FINE_S) * FINE_S - 0.001
-                    while ci < len(pending) and pending[ci]["time"] <= now:
-                        pipe.add_change(pending[ci])
-                        ci += 1
-                    res.updates.extend(tick(now))
-                else:
-                    started = True
-                    res.start = t
-                next_tick = (t // FINE_S + 1) * FINE_S
+                next_tick = advance(t)
             if t > last_t:
                 last_t = t
-        if vk is not None:
-            add(e, vk)  # type: ignore[arg-type]
-            continue
         if type(o) is not dict:
             _err(res, n, "", f"expected a JSON object, got {type(o).__name__}")  # replay's wording, as before
             continue

@@ -82,25 +82,30 @@ class Block:
 
 
 def scatter_add(blk: Block, rows: IntArray, bs: IntArray, vecs: npt.NDArray[np.int32]) -> None:
-    """Add count vectors `vecs[k]` to fine bucket `bs[k]` (and its coarse bucket) of row `rows[k]`."""
-    slots = bs % FINE_N
-    ids = blk.fine_ids[rows, slots]
-    stale = ids < bs
-    if stale.any():
-        blk.fine[rows[stale], slots[stale]] = 0
-        blk.fine_ids[rows[stale], slots[stale]] = bs[stale]
-    ok = blk.fine_ids[rows, slots] == bs
-    np.add.at(blk.fine, (rows[ok], slots[ok]), vecs[ok])
+    """Add count vectors `vecs[k]` to fine bucket `bs[k]` (and its coarse bucket) of row `rows[k]`.
+
+    A slot holding an older bucket is cleared for the new one first; a slot holding a newer bucket (the ring
+    has moved past `bs[k]`) drops the vector."""
+    _scatter(blk.fine, blk.fine_ids, rows, bs % FINE_N, bs, vecs)
     cbs = bs // COARSE_PER_FINE
-    cslots = cbs % COARSE_N
-    cids = blk.coarse_ids[rows, cslots]
-    cstale = cids < cbs
-    if cstale.any():
-        blk.coarse[rows[cstale], cslots[cstale]] = 0
-        blk.coarse_ids[rows[cstale], cslots[cstale]] = cbs[cstale]
-    cok = blk.coarse_ids[rows, cslots] == cbs
-    np.add.at(blk.coarse, (rows[cok], cslots[cok]), vecs[cok])
+    _scatter(blk.coarse, blk.coarse_ids, rows, cbs % COARSE_N, cbs, vecs)
     np.maximum.at(blk.last_b, rows, bs)
+
+
+def _scatter(ring: npt.NDArray[np.int32], ring_ids: npt.NDArray[np.int32], rows: IntArray, slots: IntArray,
+             bs: IntArray, vecs: npt.NDArray[np.int32]) -> None:
+    ids = ring_ids[rows, slots]
+    stale = ids < bs
+    if np.count_nonzero(stale):  # (count_nonzero: a C call, where .any() goes through Python)
+        rs, ss = rows[stale], slots[stale]
+        ring[rs, ss] = 0
+        ring_ids[rs, ss] = bs[stale]  # (a slot named twice takes the last of its buckets, as assignment does)
+        ids = ring_ids[rows, slots]
+    ok = ids == bs
+    if np.count_nonzero(ok) == ok.size:
+        np.add.at(ring, (rows, slots), vecs)
+    else:
+        np.add.at(ring, (rows[ok], slots[ok]), vecs[ok])
 
 
 class Rings:
@@ -256,7 +261,7 @@ _EDGES = np.array([HIST_BASE**k for k in range(HIST_BINS)], dtype=np.float64)
 def hist_bins(values: FloatArray) -> IntArray:
     v = np.maximum(values, 1.0)
     k = np.ceil(np.log(v) / _LOG_BASE).astype(np.int64)
-    return np.clip(k, 0, HIST_BINS - 1)
+    return np.minimum(np.maximum(k, 0), HIST_BINS - 1)  # (np.clip, in fewer Python frames)
 
 
 class DecayingHistogram:
@@ -280,14 +285,14 @@ class DecayingHistogram:
 
     @property
     def total(self) -> float:
-        return float(self.counts.sum())
+        return float(np.add.reduce(self.counts))
 
     def quantile(self, q: float) -> float:
         """The q-quantile, interpolated inside its bin; +inf when empty."""
-        tot = self.counts.sum()
+        tot = np.add.reduce(self.counts)
         if tot <= 0:
             return math.inf
-        cum = np.cumsum(self.counts)
+        cum = np.add.accumulate(self.counts)
         target = q * tot
         k = int(np.searchsorted(cum, target))
         k = min(k, HIST_BINS - 1)
