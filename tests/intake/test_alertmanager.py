@@ -169,7 +169,8 @@ def test_webhook_payloads(server: LiveServer) -> None:
         # resolving one of two keeps the incident open; resolving both resolves it
         c.post("/v1/alerts/alertmanager", json=_payload(_am_alert("aa", "resolved", workflow="faq")))
         inc = server.client("viewer").get(f"/v1/incidents/{rows[0].incident_id}").json()
-        assert inc["status"] == "triggered"
+        # still open; the shipped availability runbook may already have contained it
+        assert inc["status"] in ("triggered", "contained")
         c.post("/v1/alerts/alertmanager", json=_payload(_am_alert("cc", "resolved", workflow="faq")))
         inc = server.client("viewer").get(f"/v1/incidents/{rows[0].incident_id}").json()
         assert inc["status"] == "resolved"
