@@ -10,7 +10,7 @@ indicator family (`runbooks.evidence.is_harmful` for the fault's failure type) o
 true onset until containment is in force (codeblue) or the manual rollback lands (baseline; until the end of
 the stream if the rule never fires or nothing can be rolled back).
 
-    .venv/bin/python bench/runbooks_containment.py [--seeds 1] [--jobs 2]
+    .venv/bin/python bench/runbooks_containment.py [--seeds 1] [--first-seed 1] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -76,10 +76,11 @@ def one(args: tuple[str, int]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--first-seed", type=int, default=1, help="seeds first-seed … first-seed+seeds-1")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--scenarios", default=",".join(s for s in SCENARIOS if s != "clean"))
     a = ap.parse_args()
-    work = [(s, seed) for s in a.scenarios.split(",") for seed in range(1, a.seeds + 1)]
+    work = [(s, seed) for s in a.scenarios.split(",") for seed in range(a.first_seed, a.first_seed + a.seeds)]
     with Pool(a.jobs) as pool:
         rows = pool.map(one, work)
     print(f"{'scenario':18} {'seed':>4} {'detect':>7} {'contain':>8} {'harm':>6} {'base fire':>9} "
