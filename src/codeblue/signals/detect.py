@@ -364,21 +364,30 @@ def test_block(
             fired[r, i] = False
     out: list[tuple[int, Finding]] = []
     for (r, i), binomial in sorted(fired.items()):
-        row_no = r if rows is None else int(rows[r])
-        s = blk.series[row_no]
-        if s is None:
-            continue
-        if binomial:
-            pv, wi = held[r, i]
-            w = cfg.windows[wi]
-            out.append((int(wf[row_no]), Finding(
-                s.key, i, pv, f"binomial test over {int(w * FINE_S)}s", w * FINE_S,
-                int(X[r, wi, i]), int(N[r, wi, i]), float(p0[r, i]))))
-        else:
-            out.append((int(wf[row_no]), Finding(
-                s.key, i, math.exp(-float(blk.cusum[row_no, i])), "binomial CUSUM", FINE_N * FINE_S,
-                int(X[r, -1, i]), int(N[r, -1, i]), float(p0[r, i]))))
+        f = _finding(blk, r if rows is None else int(rows[r]), r, i, cfg, X, N, p0, held[r, i] if binomial else None)
+        if f is not None:
+            out.append(f)
     return out
+
+
+def _finding(
+    blk: Block, row_no: int, r: int, i: int, cfg: DetectConfig, X: FloatArray, N: FloatArray, p0: FloatArray,
+    binomial: tuple[float, int] | None,
+) -> tuple[int, Finding] | None:
+    """(workflow index, finding) of block row `row_no` (row `r` of the tested arrays), indicator `i`: fired by the
+    binomial test with (p-value, window index) `binomial`, else by the CUSUM. None for a row without a series."""
+    s = blk.series[row_no]
+    if s is None:
+        return None
+    if binomial is not None:
+        pv, wi = binomial
+        w = cfg.windows[wi]
+        return int(blk.wf[row_no]), Finding(
+            s.key, i, pv, f"binomial test over {int(w * FINE_S)}s", w * FINE_S,
+            int(X[r, wi, i]), int(N[r, wi, i]), float(p0[r, i]))
+    return int(blk.wf[row_no]), Finding(
+        s.key, i, math.exp(-float(blk.cusum[row_no, i])), "binomial CUSUM", FINE_N * FINE_S,
+        int(X[r, -1, i]), int(N[r, -1, i]), float(p0[r, i]))
 
 
 def _judge_arrays(
@@ -401,20 +410,10 @@ def _judge_arrays(
     cus = ok & ~fire & (cusum > cfg.cusum_h)
     out: list[tuple[int, Finding]] = []
     for r, i in zip(*np.nonzero(fire | cus), strict=True):
-        row_no = int(r) if rows is None else int(rows[r])
-        s = blk.series[row_no]
-        if s is None:
-            continue
-        if fire[r, i]:
-            wi = int(where[r, i])
-            w = cfg.windows[wi]
-            out.append((int(blk.wf[row_no]), Finding(
-                s.key, int(i), float(best[r, i]), f"binomial test over {int(w * FINE_S)}s", w * FINE_S,
-                int(X[r, wi, i]), int(N[r, wi, i]), float(p0[r, i]))))
-        else:
-            out.append((int(blk.wf[row_no]), Finding(
-                s.key, int(i), math.exp(-float(blk.cusum[row_no, i])), "binomial CUSUM", FINE_N * FINE_S,
-                int(X[r, -1, i]), int(N[r, -1, i]), float(p0[r, i]))))
+        binomial = (float(best[r, i]), int(where[r, i])) if fire[r, i] else None
+        f = _finding(blk, int(r) if rows is None else int(rows[r]), int(r), int(i), cfg, X, N, p0, binomial)
+        if f is not None:
+            out.append(f)
     return out
 
 
