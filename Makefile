@@ -1,7 +1,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml hatch_build.py src/codeblue/signals/_kernels.c | sha1sum | cut -c1-12)
 
 .PHONY: run test lint typecheck pytest demo clean
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from codeblue.signals import kernels
 from codeblue.signals.indicators import DEN_IDX, INDICATORS, NC, NI, NUM_IDX
 from codeblue.signals.windows import FINE_N, FINE_S, Block, BoolArray, FloatArray, IntArray, Series
 
@@ -205,6 +206,12 @@ def close_block(blk: Block, close_to: int, cfg: DetectConfig) -> None:
         dd = np.where(blk.bnum[:n] >= cfg.memory_events, d**skipped, 1.0)
         blk.bnum[:n] *= dd
         blk.bden[:n] *= dd
+    k = kernels.loaded()
+    if k is not None:  # the same loop, compiled (see _kernels.c)
+        k.close_block(blk.fine, blk.fine_ids, blk.bnum, blk.bden, blk.learn_b, blk.cusum, blk.hold, n, first, close_to,
+                      d, cfg.memory_events, cfg.cusum_ratio, cfg.min_baseline)
+        blk.closed_to = close_to
+        return
     bnum, bden, learn_b, cusum = blk.bnum[:n], blk.bden[:n], blk.learn_b[:n], blk.cusum[:n]
     nothold = ~blk.hold[:n]
     for b in range(first, close_to + 1):
@@ -244,6 +251,10 @@ def test_block(
     n = blk.n
     if n == 0:
         return []
+    limit = max(cfg.loose_alpha, cfg.alpha / len(cfg.windows))
+    k = kernels.loaded()
+    if k is not None and limit < 1.0 and len(cfg.windows) <= kernels.MAX_WINDOWS:
+        return _test_block_compiled(k, blk, eval_b, cfg, wf_m, ratios, limit)
     last_b = blk.last_b[:n]
     rows: IntArray | None = None
     if int(last_b.min()) <= eval_b - FINE_N:  # some rows idle for the whole ring: test only the others
@@ -289,7 +300,6 @@ def test_block(
     # smallest one, which is then below both. So each exact sum may stop once it reaches `limit`, and a block
     # with no screened cell needs no p-values at all. (A limit of 1 or more, an absurd configuration, disables
     # both shortcuts.)
-    limit = max(cfg.loose_alpha, cfg.alpha / len(cfg.windows))
     if limit >= 1.0:
         limit = math.inf
     # The smallest p-value of each screened cell and its window, in the order the cells come (row, window,
@@ -365,6 +375,51 @@ def test_block(
     out: list[tuple[int, Finding]] = []
     for (r, i), binomial in sorted(fired.items()):
         f = _finding(blk, r if rows is None else int(rows[r]), r, i, cfg, X, N, p0, held[r, i] if binomial else None)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def _test_block_compiled(
+    k: kernels.Kernels, blk: Block, eval_b: int, cfg: DetectConfig, wf_m: IntArray, ratios: FloatArray, limit: float
+) -> list[tuple[int, Finding]]:
+    """`test_block` with the screening in compiled code (`_kernels.screen`): window sums, baselines, `hold` reset to
+    `firing`, candidates past the Chernoff screen and CUSUM crossings in one call; the exact sums and verdicts as
+    in `test_block`. Arrays are indexed by block row (idle rows are skipped, not compacted)."""
+    n = blk.n
+    nw = len(cfg.windows)
+    X = np.empty((n, nw, NI))
+    N = np.empty((n, nw, NI))
+    p0 = np.empty((n, NI))
+    cells, cusum_cells = k.screen(
+        blk.fine, blk.fine_ids, blk.bnum, blk.bden, blk.firing, blk.hold, blk.cusum, blk.last_b, n, eval_b,
+        cfg.windows, ratios, float(cfg.min_count), -(math.log(cfg.loose_alpha) + 3.0), cfg.cusum_h, X, N, p0)
+    held: dict[tuple[int, int], tuple[float, int]] = {}
+    for r, wi, i, x, nn, p in cells:
+        pv = _binom_sf_below(x, nn, p, limit)
+        prev = held.get((r, i))
+        if pv < (1.0 if prev is None else prev[0]):
+            held[r, i] = (pv, wi)
+    for (r, i), (pv, _w) in held.items():
+        if pv < cfg.loose_alpha:
+            blk.hold[r, i] = True
+    if not held and not cusum_cells:
+        return []
+    firing, bden, wf, testable_b = blk.firing, blk.bden, blk.wf, blk.testable_b
+
+    def may_fire(r: int, i: int) -> bool:
+        return bool(bden[r, i] >= cfg.min_baseline) and not firing[r, i] and eval_b >= testable_b[r]
+
+    fired: dict[tuple[int, int], bool] = {}  # cell -> by the binomial test (else by the CUSUM)
+    for (r, i), (pv, _w) in held.items():
+        if pv < cfg.alpha / (nw * max(int(wf_m[wf[r]]), 1)) and may_fire(r, i):
+            fired[r, i] = True
+    for r, i in cusum_cells:
+        if (r, i) not in fired and may_fire(r, i):
+            fired[r, i] = False
+    out: list[tuple[int, Finding]] = []
+    for (r, i), binomial in sorted(fired.items()):
+        f = _finding(blk, r, r, i, cfg, X, N, p0, held[r, i] if binomial else None)
         if f is not None:
             out.append(f)
     return out

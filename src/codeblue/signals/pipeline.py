@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from codeblue.errors import Invalid
+from codeblue.signals import kernels
 from codeblue.signals.clusters import ClusterSignal, ComplaintClusterer
 from codeblue.signals.decode import WireEvent
 from codeblue.signals.detect import (
@@ -53,6 +54,7 @@ from codeblue.signals.indicators import (
 from codeblue.signals.objectives import Objectives
 from codeblue.signals.triage import Harm, Triage, rank_suspects, refine_failure_type, severity_for, worst
 from codeblue.signals.windows import (
+    COARSE_N,
     COARSE_PER_FINE,
     COARSE_S,
     FINE_N,
@@ -646,9 +648,15 @@ class Pipeline:
                 t[1].extend(rr)
                 t[2].extend([b] * len(rr))
                 t[3].extend([k] * len(rr))
-        mat = np.array(counts, dtype=np.int32)
-        for blk, rows, bs, ks in targets.values():
-            scatter_add(blk, np.array(rows, dtype=np.int64), np.array(bs, dtype=np.int64), mat[ks])
+        kern = kernels.loaded()
+        if kern is not None:  # windows.scatter_add, compiled: straight from these lists
+            for blk, rows, bs, ks in targets.values():
+                kern.scatter(blk.fine, blk.fine_ids, blk.coarse, blk.coarse_ids, blk.last_b, blk.cap, COARSE_N,
+                          COARSE_PER_FINE, rows, bs, ks, counts)
+        else:
+            mat = np.array(counts, dtype=np.int32)
+            for blk, rows, bs, ks in targets.values():
+                scatter_add(blk, np.array(rows, dtype=np.int64), np.array(bs, dtype=np.int64), mat[ks])
         for ws, vals, b in lat_by_ws.values():
             ws.lat_pending.extend(vals)
             ws.pending_b = max(ws.pending_b, b)

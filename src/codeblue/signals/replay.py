@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from codeblue.errors import Invalid
+from codeblue.signals import kernels
 from codeblue.signals.decode import decode_line
 from codeblue.signals.detect import DetectConfig
 from codeblue.signals.events import EventError, parse_event
@@ -156,30 +157,20 @@ def _run(pipe: Pipeline, res: ReplayResult, lines: Iterable[bytes], pending: lis
         return (t // FINE_S + 1) * FINE_S
 
     loads = orjson.loads
-    decode = decode_line
-    add = pipe._add_wire
     n = 0
     last_t = -math.inf
-    for n, raw in enumerate(lines, 1):
-        # The struct decoder takes the common line in one C call; anything it refuses goes through orjson and
-        # the full parser below, which reports the field and reason exactly.
-        got = decode(raw)
-        if got is not None:
-            t: Any = got[0].time  # an int or a float (the struct's type)
-            if t >= next_tick:
-                next_tick = advance(t)
-            if t > last_t:
-                last_t = t
-            add(*got)
-            continue
+
+    def slow(raw: bytes, n: int) -> None:
+        """A line the struct decoder refused: orjson and the full parser, which report the field and reason."""
+        nonlocal next_tick, last_t
         try:
             o = loads(raw)
         except orjson.JSONDecodeError as exc:
             if not raw.strip():
-                continue
+                return
             _err(res, n, "", f"not JSON: {exc}")
-            continue
-        t = o.get("time") if type(o) is dict else None
+            return
+        t: Any = o.get("time") if type(o) is dict else None
         tt = type(t)
         if tt is float or tt is int:
             if t >= next_tick:
@@ -188,11 +179,56 @@ def _run(pipe: Pipeline, res: ReplayResult, lines: Iterable[bytes], pending: lis
                 last_t = t
         if type(o) is not dict:
             _err(res, n, "", f"expected a JSON object, got {type(o).__name__}")  # replay's wording, as before
-            continue
+            return
         try:
             pipe._add_event(parse_event(o, n))
         except EventError as exc:
             _err(res, n, exc.field, exc.reason)
+
+    k = kernels.line_path()
+    if k is not None:
+        # The compiled line path: decode_line and _add_wire in one call (kernels.py); a line at or past the next
+        # tick comes back uncounted, to be counted after the tick. Ticks swap the accumulators: re-read them.
+        feed, count_ = k.feed, k.count
+        accs, compl = pipe._acc, pipe._complaints
+        counted = 0
+        try:
+            for n, raw in enumerate(lines, 1):
+                r = feed(raw, accs, compl, next_tick)
+                if r is None:
+                    slow(raw, n)
+                    accs, compl = pipe._acc, pipe._complaints
+                    continue
+                t: Any
+                if type(r) is tuple:
+                    e, vk = r
+                    t = e.time
+                    next_tick = advance(t)
+                    accs, compl = pipe._acc, pipe._complaints
+                    count_(accs, compl, e, vk)
+                else:
+                    t = r
+                counted += 1
+                if t > last_t:
+                    last_t = t
+        finally:
+            pipe.events += counted
+    else:
+        decode = decode_line
+        add = pipe._add_wire
+        for n, raw in enumerate(lines, 1):
+            # The struct decoder takes the common line in one C call; anything it refuses goes through orjson and
+            # the full parser, which reports the field and reason exactly.
+            got = decode(raw)
+            if got is not None:
+                t = got[0].time  # an int or a float (the struct's type)
+                if t >= next_tick:
+                    next_tick = advance(t)
+                if t > last_t:
+                    last_t = t
+                add(*got)
+                continue
+            slow(raw, n)
     res.lines = n
     if started:
         while ci < len(pending) and pending[ci]["time"] <= last_t:

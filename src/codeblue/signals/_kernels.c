@@ -1,0 +1,768 @@
+/* Compiled kernels for the vitals monitor's tick: `close_block`, the screening half of `test_block`, and the
+ * ring scatter of `_flush` (codeblue/signals/detect.py and windows.py hold the numpy implementations, which
+ * stay the reference and the fallback when this module is not built).
+ *
+ * At the library's density a tick works on a few dozen rows, where numpy's per-call overhead (about 1 us per
+ * call, 40-odd calls per block) is most of the cost; the same arithmetic as plain loops costs a few
+ * microseconds. Every operation is the numpy code's elementwise operation in the same order, in IEEE double
+ * (the build passes -ffp-contract=off, so nothing is fused), except log(): numpy's SIMD log and the C
+ * library's may differ in the last bit, so the CUSUM sums and the Chernoff screen can differ from the numpy
+ * path by an ulp (the tests compare them with a tolerance of 1e-12 and every verdict exactly).
+ *
+ * Arrays arrive through the buffer protocol (C-contiguous numpy arrays); every length is checked against the
+ * shape the caller states, so a wrong call raises ValueError instead of reading out of bounds.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_NI 32
+#define MAX_NC 64
+#define MAX_W 16
+
+/* Layout, set once by setup(): ring length, counters per bucket, indicators and their counters. */
+static Py_ssize_t FN = 0, NC = 0, NI = 0;
+static int NUM[MAX_NI], DEN[MAX_NI];
+static char JUDGED[MAX_NI];
+
+static int64_t pymod(int64_t a, int64_t m) { int64_t r = a % m; return r < 0 ? r + m : r; }
+static int64_t pydiv(int64_t a, int64_t m) { int64_t q = a / m; return (a % m != 0 && ((a < 0) != (m < 0))) ? q - 1 : q; }
+/* numpy's maximum / minimum: NaN propagates from either side. */
+static double np_max(double a, double b) { return (a != a) ? a : (b != b) ? b : (a >= b ? a : b); }
+static double np_min(double a, double b) { return (a != a) ? a : (b != b) ? b : (a <= b ? a : b); }
+
+static int need(Py_buffer *b, Py_ssize_t items, Py_ssize_t itemsize, const char *name) {
+    if (b->len < items * itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, need at least %zd", name, b->len, items * itemsize);
+        return 0;
+    }
+    return 1;
+}
+
+static int int_list(PyObject *seq, int *out, Py_ssize_t max, const char *name) {
+    PyObject *fast = PySequence_Fast(seq, name);
+    if (fast == NULL) return -1;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(fast);
+    if (k > max) { Py_DECREF(fast); PyErr_Format(PyExc_ValueError, "%s: at most %zd items", name, max); return -1; }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, j));
+        if (v == -1 && PyErr_Occurred()) { Py_DECREF(fast); return -1; }
+        out[j] = (int)v;
+    }
+    Py_DECREF(fast);
+    return (int)k;
+}
+
+static PyObject *setup(PyObject *self, PyObject *args) {
+    Py_ssize_t fn, nc;
+    PyObject *num, *den, *judged;
+    if (!PyArg_ParseTuple(args, "nnOOO", &fn, &nc, &num, &den, &judged)) return NULL;
+    int judged_i[MAX_NI];
+    int a = int_list(num, NUM, MAX_NI, "num"), b = int_list(den, DEN, MAX_NI, "den");
+    int c = int_list(judged, judged_i, MAX_NI, "judged");
+    if (a < 0 || b < 0 || c < 0) return NULL;
+    if (a != b || a != c || fn <= 0 || nc <= 0 || nc > MAX_NC) {
+        PyErr_SetString(PyExc_ValueError, "setup: inconsistent layout");
+        return NULL;
+    }
+    for (int i = 0; i < a; i++) {
+        if (NUM[i] < 0 || NUM[i] >= nc || DEN[i] < 0 || DEN[i] >= nc) {
+            PyErr_SetString(PyExc_ValueError, "setup: counter index out of range");
+            return NULL;
+        }
+        JUDGED[i] = (char)(judged_i[i] != 0);
+    }
+    FN = fn; NC = nc; NI = a;
+    Py_RETURN_NONE;
+}
+
+/* close_block(fine, fine_ids, bnum, bden, learn_b, cusum, hold, n, first, close_to, decay, memory_events,
+ *             cusum_ratio, min_baseline): fold fine buckets first..close_to of rows 0..n-1 into the baselines
+ * (indicators not held, buckets from the row's learn_b on) and step the CUSUMs. */
+static PyObject *close_block(PyObject *self, PyObject *args) {
+    Py_buffer fine, ids, bnum, bden, learn, cusum, hold;
+    Py_ssize_t n;
+    long long first, close_to;
+    double decay, memory, ratio, min_baseline;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*y*w*y*nLLdddd", &fine, &ids, &bnum, &bden, &learn, &cusum, &hold, &n,
+                          &first, &close_to, &decay, &memory, &ratio, &min_baseline))
+        return NULL;
+    PyObject *result = NULL;
+    if (NI == 0) { PyErr_SetString(PyExc_RuntimeError, "setup() was not called"); goto done; }
+    if (!need(&fine, n * FN * NC, 4, "fine") || !need(&ids, n * FN, 4, "fine_ids") || !need(&bnum, n * NI, 8, "bnum")
+        || !need(&bden, n * NI, 8, "bden") || !need(&learn, n, 8, "learn_b") || !need(&cusum, n * NI, 8, "cusum")
+        || !need(&hold, n * NI, 1, "hold"))
+        goto done;
+    {
+        const int32_t *F = fine.buf, *I = ids.buf;
+        const int64_t *L = learn.buf;
+        const char *H = hold.buf;
+        double *BN = bnum.buf, *BD = bden.buf, *CU = cusum.buf;
+        for (long long b = first; b <= close_to; b++) {
+            int64_t slot = pymod(b, FN);
+            for (Py_ssize_t r = 0; r < n; r++) {
+                double okf = (I[r * FN + slot] == b) ? 1.0 : 0.0;
+                const int32_t *cnt = F + (r * FN + slot) * NC;
+                int learn_row = L[r] <= b;
+                for (Py_ssize_t i = 0; i < NI; i++) {
+                    Py_ssize_t c = r * NI + i;
+                    double x = (double)cnt[NUM[i]] * okf, m = (double)cnt[DEN[i]] * okf;
+                    int keep = !H[c] && learn_row;
+                    double dd = BN[c] >= memory ? decay : 1.0;
+                    BN[c] = BN[c] * dd;
+                    BN[c] = BN[c] + (keep ? x : 0.0);
+                    BD[c] = BD[c] * dd;
+                    BD[c] = BD[c] + (keep ? m : 0.0);
+                    double p0 = (BN[c] + 0.5) / (BD[c] + 1.0);
+                    p0 = np_min(np_max(p0, 1e-6), 0.45);
+                    double p1 = p0 * ratio;
+                    double llr = x * log(p1 / p0) + (m - x) * log((1.0 - p1) / (1.0 - p0));
+                    double s = CU[c] + ((BD[c] >= min_baseline && JUDGED[i]) ? llr : 0.0);
+                    CU[c] = np_max(0.0, s);
+                }
+            }
+        }
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&fine); PyBuffer_Release(&ids); PyBuffer_Release(&bnum); PyBuffer_Release(&bden);
+    PyBuffer_Release(&learn); PyBuffer_Release(&cusum); PyBuffer_Release(&hold);
+    return result;
+}
+
+/* screen(fine, fine_ids, bnum, bden, firing, hold, cusum, last_b, n, eval_b, windows, ratios, min_count,
+ *        min_q_log, cusum_h, X, N, P0) -> (cells, cusum_cells)
+ *
+ * For every active row r (last_b[r] > eval_b - FN) of rows 0..n-1: the window sums X[r, w, i], N[r, w, i]
+ * (numerators and denominators over the buckets whose age is in [0, windows[w])), the baseline rate P0[r, i];
+ * hold[r, i] = firing[r, i]; the candidate cells (at least min_count bad events, a rate at least ratio x the
+ * inflated baseline, n > 0, not firing) that pass the Chernoff screen n KL(x/n || p) > min_q_log, as
+ * (r, w, i, x, n, p) in (row, window, indicator) order; and the cells whose CUSUM exceeds cusum_h, as (r, i).
+ * Rows not active are left alone (their X, N and P0 entries are not written). */
+static PyObject *screen(PyObject *self, PyObject *args) {
+    Py_buffer fine, ids, bnum, bden, firing, hold, cusum, lastb, ratios, Xb, Nb, Pb;
+    Py_ssize_t n;
+    long long eval_b;
+    PyObject *windows;
+    double min_count, chernoff, cusum_h;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*y*y*nLOy*dddw*w*w*", &fine, &ids, &bnum, &bden, &firing, &hold, &cusum,
+                          &lastb, &n, &eval_b, &windows, &ratios, &min_count, &chernoff, &cusum_h, &Xb, &Nb, &Pb))
+        return NULL;
+    PyObject *result = NULL, *cells = NULL, *cus = NULL;
+    int W[MAX_W];
+    int nw = int_list(windows, W, MAX_W, "windows");
+    if (nw < 0) goto done;
+    if (NI == 0) { PyErr_SetString(PyExc_RuntimeError, "setup() was not called"); goto done; }
+    if (!need(&fine, n * FN * NC, 4, "fine") || !need(&ids, n * FN, 4, "fine_ids") || !need(&bnum, n * NI, 8, "bnum")
+        || !need(&bden, n * NI, 8, "bden") || !need(&firing, n * NI, 1, "firing") || !need(&hold, n * NI, 1, "hold")
+        || !need(&cusum, n * NI, 8, "cusum") || !need(&lastb, n, 8, "last_b") || !need(&ratios, NI, 8, "ratios")
+        || !need(&Xb, n * nw * NI, 8, "X") || !need(&Nb, n * nw * NI, 8, "N") || !need(&Pb, n * NI, 8, "P0"))
+        goto done;
+    cells = PyList_New(0);
+    cus = PyList_New(0);
+    if (cells == NULL || cus == NULL) goto done;
+    {
+        const int32_t *F = fine.buf, *I = ids.buf;
+        const double *BN = bnum.buf, *BD = bden.buf, *CU = cusum.buf, *R = ratios.buf;
+        const char *FI = firing.buf;
+        char *H = hold.buf;
+        const int64_t *LB = lastb.buf;
+        double *X = Xb.buf, *N = Nb.buf, *P = Pb.buf;
+        int64_t sums[MAX_W * MAX_NC], bins[MAX_W * MAX_NC];  /* [window][counter], nw x NC used */
+        double p0u[MAX_NI];
+        /* The windows by length (insertion sort, stable), and for each window the last sorted position whose
+         * length does not exceed it: a bucket is counted once, in the bin of the shortest window holding it,
+         * and a window's sum is the bins up to that position. */
+        uint32_t len_sorted[MAX_W];
+        int upto[MAX_W];
+        for (int w = 0; w < nw; w++) {
+            uint32_t v = (uint32_t)W[w];
+            int j = w;
+            while (j > 0 && len_sorted[j - 1] > v) { len_sorted[j] = len_sorted[j - 1]; j--; }
+            len_sorted[j] = v;
+        }
+        for (int w = 0; w < nw; w++) {
+            upto[w] = -1;
+            for (int j = 0; j < nw; j++) if (len_sorted[j] <= (uint32_t)W[w]) upto[w] = j;
+        }
+        uint32_t longest = nw ? len_sorted[nw - 1] : 0;
+        for (Py_ssize_t r = 0; r < n; r++) {
+            if (LB[r] <= eval_b - FN) continue;  /* idle for the whole ring */
+            memset(bins, 0, (size_t)(nw * NC) * sizeof(int64_t));
+            for (Py_ssize_t s = 0; s < FN; s++) {
+                uint32_t age = (uint32_t)(int32_t)(eval_b - (long long)I[r * FN + s]);
+                if (age >= longest) continue;
+                int j = 0;
+                while (age >= len_sorted[j]) j++;
+                const int32_t *cnt = F + (r * FN + s) * NC;
+                int64_t *bin = bins + j * NC;
+                if (NC == 15) {  /* the layout of indicators.py: a fixed-length loop the compiler vectorises */
+                    for (int k = 0; k < 15; k++) bin[k] += cnt[k];
+                } else {
+                    for (Py_ssize_t k = 0; k < NC; k++) bin[k] += cnt[k];
+                }
+            }
+            for (int j = 1; j < nw; j++)
+                for (Py_ssize_t k = 0; k < NC; k++) bins[j * NC + k] += bins[(j - 1) * NC + k];
+            for (int w = 0; w < nw; w++) {
+                if (upto[w] < 0) memset(sums + w * NC, 0, (size_t)NC * sizeof(int64_t));
+                else memcpy(sums + w * NC, bins + upto[w] * NC, (size_t)NC * sizeof(int64_t));
+            }
+            for (Py_ssize_t i = 0; i < NI; i++) {
+                Py_ssize_t c = r * NI + i;
+                double p0 = (BN[c] + 0.5) / (BD[c] + 1.0);
+                P[c] = p0;
+                double var = p0 * (1.0 - p0) / np_max(BD[c], 1.0);
+                p0u[i] = np_min(0.999, p0 + 2.0 * sqrt(var));
+                H[c] = FI[c];
+            }
+            for (int w = 0; w < nw; w++) {
+                for (Py_ssize_t i = 0; i < NI; i++) {
+                    double x = (double)sums[w * NC + NUM[i]], nn = (double)sums[w * NC + DEN[i]];
+                    Py_ssize_t xi = (r * nw + w) * NI + i;
+                    X[xi] = x;
+                    N[xi] = nn;
+                    double floor = np_max((R[i] * p0u[i]) * nn, min_count);
+                    if (!(floor <= x) || !(nn > 0) || FI[r * NI + i]) continue;
+                    double pc = p0u[i];
+                    double q = x / np_max(nn, 1.0);
+                    double kl = q > 0 ? q * log(q / pc) : 0.0;
+                    double omq = 1 - q;
+                    kl = kl + (q < 1 ? omq * log(omq / (1 - pc)) : 0.0);
+                    if (!(nn * kl > chernoff)) continue;
+                    PyObject *t = Py_BuildValue("(niiLLd)", r, w, (int)i, (long long)sums[w * NC + NUM[i]],
+                                                (long long)sums[w * NC + DEN[i]], pc);
+                    if (t == NULL || PyList_Append(cells, t) < 0) { Py_XDECREF(t); goto done; }
+                    Py_DECREF(t);
+                }
+            }
+            for (Py_ssize_t i = 0; i < NI; i++) {
+                if (CU[r * NI + i] > cusum_h) {
+                    PyObject *t = Py_BuildValue("(ni)", r, (int)i);
+                    if (t == NULL || PyList_Append(cus, t) < 0) { Py_XDECREF(t); goto done; }
+                    Py_DECREF(t);
+                }
+            }
+        }
+    }
+    result = PyTuple_Pack(2, cells, cus);
+done:
+    Py_XDECREF(cells); Py_XDECREF(cus);
+    PyBuffer_Release(&fine); PyBuffer_Release(&ids); PyBuffer_Release(&bnum); PyBuffer_Release(&bden);
+    PyBuffer_Release(&firing); PyBuffer_Release(&hold); PyBuffer_Release(&cusum); PyBuffer_Release(&lastb);
+    PyBuffer_Release(&ratios); PyBuffer_Release(&Xb); PyBuffer_Release(&Nb); PyBuffer_Release(&Pb);
+    return result;
+}
+
+/* One ring of `scatter`, with numpy's semantics exactly (windows._scatter): the stale test reads the ids as
+ * they were before the call; stale slots are cleared and take their bucket in order (a slot named twice takes
+ * the last); then every vector whose slot holds its bucket is added. */
+static int scatter_ring(int32_t *ring, int32_t *rids, Py_ssize_t cap, Py_ssize_t len, int div, Py_ssize_t k,
+                        const int64_t *rows, const int64_t *bs, const int32_t *vecs, char *stale) {
+    for (Py_ssize_t j = 0; j < k; j++) {
+        int64_t b = pydiv(bs[j], div);
+        stale[j] = rids[rows[j] * len + pymod(b, len)] < b;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (!stale[j]) continue;
+        int64_t b = pydiv(bs[j], div);
+        Py_ssize_t at = rows[j] * len + pymod(b, len);
+        memset(ring + at * NC, 0, NC * sizeof(int32_t));
+        rids[at] = (int32_t)b;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        int64_t b = pydiv(bs[j], div);
+        Py_ssize_t at = rows[j] * len + pymod(b, len);
+        if (rids[at] != b) continue;
+        int32_t *dst = ring + at * NC;
+        const int32_t *src = vecs + j * NC;
+        for (Py_ssize_t c = 0; c < NC; c++) dst[c] += src[c];
+    }
+    (void)cap;
+    return 0;
+}
+
+/* scatter(fine, fine_ids, coarse, coarse_ids, last_b, cap, coarse_n, per_coarse, rows, bs, ks, counts): add
+ * counts[ks[j]] (a list of NC ints) to fine bucket bs[j] of row rows[j] and to its coarse bucket, as
+ * windows.scatter_add does; last_b[row] takes the largest bucket. */
+static PyObject *scatter(PyObject *self, PyObject *args) {
+    Py_buffer fine, fids, coarse, cids, lastb;
+    Py_ssize_t cap, cn;
+    int per;
+    PyObject *rows_o, *bs_o, *ks_o, *counts_o;
+    if (!PyArg_ParseTuple(args, "w*w*w*w*w*nniO!O!O!O!", &fine, &fids, &coarse, &cids, &lastb, &cap, &cn, &per,
+                          &PyList_Type, &rows_o, &PyList_Type, &bs_o, &PyList_Type, &ks_o, &PyList_Type, &counts_o))
+        return NULL;
+    PyObject *result = NULL;
+    int64_t *rows = NULL, *bs = NULL;
+    int32_t *vecs = NULL;
+    char *stale = NULL;
+    Py_ssize_t k = PyList_GET_SIZE(rows_o), nk = PyList_GET_SIZE(counts_o);
+    if (NI == 0) { PyErr_SetString(PyExc_RuntimeError, "setup() was not called"); goto done; }
+    if (per <= 0 || cn <= 0) { PyErr_SetString(PyExc_ValueError, "scatter: bad ring layout"); goto done; }
+    if (PyList_GET_SIZE(bs_o) != k || PyList_GET_SIZE(ks_o) != k) {
+        PyErr_SetString(PyExc_ValueError, "scatter: rows, bs and ks differ in length");
+        goto done;
+    }
+    if (!need(&fine, cap * FN * NC, 4, "fine") || !need(&fids, cap * FN, 4, "fine_ids")
+        || !need(&coarse, cap * cn * NC, 4, "coarse") || !need(&cids, cap * cn, 4, "coarse_ids")
+        || !need(&lastb, cap, 8, "last_b"))
+        goto done;
+    rows = PyMem_Malloc((k + 1) * sizeof(int64_t));
+    bs = PyMem_Malloc((k + 1) * sizeof(int64_t));
+    vecs = PyMem_Malloc((k * NC + 1) * sizeof(int32_t));
+    stale = PyMem_Malloc(k + 1);
+    if (!rows || !bs || !vecs || !stale) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        long long r = PyLong_AsLongLong(PyList_GET_ITEM(rows_o, j));
+        long long b = PyLong_AsLongLong(PyList_GET_ITEM(bs_o, j));
+        Py_ssize_t kk = PyLong_AsSsize_t(PyList_GET_ITEM(ks_o, j));
+        if (PyErr_Occurred()) goto done;
+        if (r < 0 || r >= cap || kk < 0 || kk >= nk) {
+            PyErr_SetString(PyExc_IndexError, "scatter: row or count index out of range");
+            goto done;
+        }
+        rows[j] = r;
+        bs[j] = b;
+        PyObject *vec = PyList_GET_ITEM(counts_o, kk);
+        if (!PyList_Check(vec) || PyList_GET_SIZE(vec) != NC) {
+            PyErr_SetString(PyExc_ValueError, "scatter: a count vector is not a list of NC ints");
+            goto done;
+        }
+        for (Py_ssize_t c = 0; c < NC; c++) {
+            long v = PyLong_AsLong(PyList_GET_ITEM(vec, c));
+            if (v == -1 && PyErr_Occurred()) goto done;
+            if (v < INT32_MIN || v > INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "scatter: a count does not fit int32");
+                goto done;
+            }
+            vecs[j * NC + c] = (int32_t)v;
+        }
+    }
+    scatter_ring(fine.buf, fids.buf, cap, FN, 1, k, rows, bs, vecs, stale);
+    scatter_ring(coarse.buf, cids.buf, cap, cn, per, k, rows, bs, vecs, stale);
+    {
+        int64_t *LB = lastb.buf;
+        for (Py_ssize_t j = 0; j < k; j++)
+            if (bs[j] > LB[rows[j]]) LB[rows[j]] = bs[j];
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(rows); PyMem_Free(bs); PyMem_Free(vecs); PyMem_Free(stale);
+    PyBuffer_Release(&fine); PyBuffer_Release(&fids); PyBuffer_Release(&coarse); PyBuffer_Release(&cids);
+    PyBuffer_Release(&lastb);
+    return result;
+}
+
+/* ----- replay's line path: decode.decode_line and Pipeline._add_wire in one call ---------------------------------
+ *
+ * setup_lines(decode, errors, object_or_null, versions_key, empty, acc_type, fine_s, bits) takes the Python
+ * pieces of decode.py and pipeline.py it calls (the msgspec decoder, the exceptions that mean "not this path",
+ * the checks of raw `arguments` / `attributes` / `versions` texts) and the indicator bits. feed() is
+ * decode_line followed by _add_wire: the same tests in the same order, the same objects appended (the tests
+ * compare both on every line of the scenario streams and on malformed ones). */
+
+static PyObject *L_decode, *L_errors, *L_obj_or_null, *L_versions_key, *L_empty, *L_acc_type, *L_fine_s;
+static PyObject *L_by_len;  /* versions text length -> [(bytes, key or None), ...], at most 4 per length */
+static long B_ERR, B_REF, B_GFAIL, B_TOOL, B_WRONG, B_COMPL;
+static PyObject *S_time, *S_workflow, *S_kind, *S_segment, *S_fallback, *S_status, *S_refusal, *S_grounded,
+    *S_latency, *S_subject, *S_rage, *S_args_valid, *S_target, *S_authorized, *S_text, *S_arguments, *S_attributes,
+    *S_versions, *S_c, *S_lat, *S_lat_subj, *S_rage_l, *S_rage_subj, *S_bad;
+static PyObject *I_500, *I_1;
+
+/* Slot offsets of the struct's and the accumulator's fields (both are __slots__-style types: their fields are
+ * member descriptors), read straight from the object as CPython's own descriptor does; any other type, or an
+ * empty slot, goes through PyObject_GetAttr. */
+enum { F_TIME, F_WORKFLOW, F_KIND, F_SEGMENT, F_FALLBACK, F_STATUS, F_REFUSAL, F_GROUNDED, F_LATENCY, F_SUBJECT,
+       F_RAGE, F_ARGS_VALID, F_TARGET, F_AUTHORIZED, F_TEXT, F_ARGUMENTS, F_ATTRIBUTES, F_VERSIONS, NF };
+enum { A_C, A_LAT, A_LAT_SUBJ, A_RAGE, A_RAGE_SUBJ, A_BAD, NA };
+static PyObject *F_NAME[NF], *A_NAME[NA];
+static Py_ssize_t F_OFF[NF], A_OFF[NA];
+static PyTypeObject *W_TYPE, *A_TYPE;
+
+static int offsets(PyTypeObject *tp, PyObject **names, Py_ssize_t *off, int k) {
+    for (int j = 0; j < k; j++) {
+        off[j] = 0;
+        PyObject *d = _PyType_Lookup(tp, names[j]);  /* borrowed */
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if ((m->type == T_OBJECT_EX || m->type == T_OBJECT) && !(m->flags & READ_RESTRICTED)) off[j] = m->offset;
+        }
+    }
+    return 0;
+}
+
+static inline PyObject *slot_get(PyObject *o, PyTypeObject *tp, Py_ssize_t off, PyObject *name) {
+    if (off > 0 && Py_TYPE(o) == tp) {
+        PyObject *v = *(PyObject **)((char *)o + off);
+        if (v != NULL) {
+            Py_INCREF(v);
+            return v;
+        }
+    }
+    return PyObject_GetAttr(o, name);
+}
+#define FIELD(e, f) slot_get((e), W_TYPE, F_OFF[f], F_NAME[f])
+#define ACC(a, f) slot_get((a), A_TYPE, A_OFF[f], A_NAME[f])
+
+static PyObject *setup_lines(PyObject *self, PyObject *args) {
+    PyObject *dec, *errs, *oon, *vkf, *empty, *acc_type, *fine_s, *bits, *wire_type;
+    if (!PyArg_ParseTuple(args, "OO!OOO!O!O!O!O!", &dec, &PyTuple_Type, &errs, &oon, &vkf, &PyTuple_Type, &empty,
+                          &PyType_Type, &acc_type, &PyFloat_Type, &fine_s, &PyTuple_Type, &bits, &PyType_Type,
+                          &wire_type))
+        return NULL;
+    if (PyTuple_GET_SIZE(bits) != 6) { PyErr_SetString(PyExc_ValueError, "setup_lines: six bits"); return NULL; }
+    long b[6];
+    for (int j = 0; j < 6; j++) {
+        b[j] = PyLong_AsLong(PyTuple_GET_ITEM(bits, j));
+        if (b[j] == -1 && PyErr_Occurred()) return NULL;
+    }
+    B_ERR = b[0]; B_REF = b[1]; B_GFAIL = b[2]; B_TOOL = b[3]; B_WRONG = b[4]; B_COMPL = b[5];
+#define KEEP(dst, src) do { Py_INCREF(src); Py_XSETREF(dst, src); } while (0)
+    KEEP(L_decode, dec); KEEP(L_errors, errs); KEEP(L_obj_or_null, oon); KEEP(L_versions_key, vkf);
+    KEEP(L_empty, empty); KEEP(L_acc_type, acc_type); KEEP(L_fine_s, fine_s);
+#undef KEEP
+    if (L_by_len == NULL && (L_by_len = PyDict_New()) == NULL) return NULL;
+#define NAME(var, str) if (var == NULL && (var = PyUnicode_InternFromString(str)) == NULL) return NULL
+    NAME(S_time, "time"); NAME(S_workflow, "workflow"); NAME(S_kind, "kind"); NAME(S_segment, "segment");
+    NAME(S_fallback, "fallback"); NAME(S_status, "status"); NAME(S_refusal, "refusal"); NAME(S_grounded, "grounded");
+    NAME(S_latency, "latency_ms"); NAME(S_subject, "subject"); NAME(S_rage, "retrieval_age_s");
+    NAME(S_args_valid, "args_valid"); NAME(S_target, "target"); NAME(S_authorized, "authorized_targets");
+    NAME(S_text, "text"); NAME(S_arguments, "arguments"); NAME(S_attributes, "attributes");
+    NAME(S_versions, "versions"); NAME(S_c, "c"); NAME(S_lat, "lat"); NAME(S_lat_subj, "lat_subj");
+    NAME(S_rage_l, "rage"); NAME(S_rage_subj, "rage_subj"); NAME(S_bad, "bad");
+#undef NAME
+    PyObject *fn[NF] = {S_time, S_workflow, S_kind, S_segment, S_fallback, S_status, S_refusal, S_grounded,
+                        S_latency, S_subject, S_rage, S_args_valid, S_target, S_authorized, S_text, S_arguments,
+                        S_attributes, S_versions};
+    PyObject *an[NA] = {S_c, S_lat, S_lat_subj, S_rage_l, S_rage_subj, S_bad};
+    memcpy(F_NAME, fn, sizeof(fn));
+    memcpy(A_NAME, an, sizeof(an));
+    Py_INCREF(wire_type); Py_XSETREF(W_TYPE, (PyTypeObject *)wire_type);
+    Py_INCREF(acc_type); Py_XSETREF(A_TYPE, (PyTypeObject *)acc_type);
+    offsets(W_TYPE, F_NAME, F_OFF, NF);
+    offsets(A_TYPE, A_NAME, A_OFF, NA);
+    if (I_500 == NULL && (I_500 = PyLong_FromLong(500)) == NULL) return NULL;
+    if (I_1 == NULL && (I_1 = PyLong_FromLong(1)) == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* 1 when `raw` holds the six bytes \u0000 (JSON's only spelling of NUL), else 0. */
+static int has_nul_escape(const char *p, Py_ssize_t len) {
+    const char *end = p + len;
+    while (p < end) {
+        const char *q = memchr(p, '\\', (size_t)(end - p));
+        if (q == NULL) return 0;
+        if (end - q >= 6 && memcmp(q, "\\u0000", 6) == 0) return 1;
+        p = q + 1;
+    }
+    return 0;
+}
+
+/* `raw` (a msgspec.Raw or None) is empty, or the Python check accepts it: 1; refused: 0; error: -1. */
+static int raw_ok(PyObject *raw) {
+    int t = PyObject_IsTrue(raw);
+    if (t <= 0) return t < 0 ? -1 : 1;
+    PyObject *r = PyObject_CallOneArg(L_obj_or_null, raw);
+    if (r == NULL) return -1;
+    int ok = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return ok;
+}
+
+/* decode_line(raw): the struct and its versions key (a new reference to a 2-tuple); Py_None (new reference)
+ * when only the full parser can judge the line; NULL on an unexpected error. */
+static PyObject *decode_line_c(PyObject *raw) {
+    if (!PyBytes_Check(raw)) { PyErr_SetString(PyExc_TypeError, "feed: a bytes line"); return NULL; }
+    if (has_nul_escape(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))) Py_RETURN_NONE;
+    PyObject *e = PyObject_CallOneArg(L_decode, raw);
+    if (e == NULL) {
+        if (PyErr_ExceptionMatches(L_errors)) { PyErr_Clear(); Py_RETURN_NONE; }
+        return NULL;
+    }
+    PyObject *vk = NULL, *v = NULL, *result = NULL;
+    for (int j = 0; j < 2; j++) {
+        PyObject *a = FIELD(e, j == 0 ? F_ARGUMENTS : F_ATTRIBUTES);
+        if (a == NULL) goto done;
+        int ok = raw_ok(a);
+        Py_DECREF(a);
+        if (ok < 0) goto done;
+        if (!ok) { result = Py_None; Py_INCREF(result); goto done; }
+    }
+    v = FIELD(e, F_VERSIONS);
+    if (v == NULL) goto done;
+    int nonempty = PyObject_IsTrue(v);
+    if (nonempty < 0) goto done;
+    if (!nonempty) { result = PyTuple_Pack(2, e, L_empty); goto done; }
+    {
+        Py_buffer vb;
+        if (PyObject_GetBuffer(v, &vb, PyBUF_SIMPLE) < 0) goto done;
+        PyObject *len = PyLong_FromSsize_t(vb.len);
+        if (len == NULL) { PyBuffer_Release(&vb); goto done; }
+        PyObject *seen = PyDict_GetItemWithError(L_by_len, len);  /* borrowed */
+        if (seen == NULL && PyErr_Occurred()) { Py_DECREF(len); PyBuffer_Release(&vb); goto done; }
+        if (seen != NULL) {
+            for (Py_ssize_t j = 0; j < PyList_GET_SIZE(seen); j++) {
+                PyObject *entry = PyList_GET_ITEM(seen, j);
+                PyObject *text = PyTuple_GET_ITEM(entry, 0);
+                if (memcmp(PyBytes_AS_STRING(text), vb.buf, (size_t)vb.len) == 0) {
+                    vk = PyTuple_GET_ITEM(entry, 1);
+                    Py_INCREF(vk);
+                    break;
+                }
+            }
+        }
+        if (vk == NULL) {
+            vk = PyObject_CallOneArg(L_versions_key, e);
+            if (vk == NULL) { Py_DECREF(len); PyBuffer_Release(&vb); goto done; }
+            int store = 1;
+            if (seen == NULL) {
+                if (PyDict_GET_SIZE(L_by_len) >= 4096) store = 0;
+                else {
+                    PyObject *lst = PyList_New(0);
+                    if (lst == NULL || PyDict_SetItem(L_by_len, len, lst) < 0) {
+                        Py_XDECREF(lst); Py_DECREF(len); PyBuffer_Release(&vb); goto done;
+                    }
+                    seen = lst;
+                    Py_DECREF(lst);  /* the dict holds it */
+                }
+            } else if (PyList_GET_SIZE(seen) >= 4) {
+                store = 0;
+            }
+            if (store) {
+                PyObject *text = PyBytes_FromStringAndSize(vb.buf, vb.len);
+                PyObject *entry = text ? PyTuple_Pack(2, text, vk) : NULL;
+                Py_XDECREF(text);
+                if (entry == NULL || PyList_Append(seen, entry) < 0) {
+                    Py_XDECREF(entry); Py_DECREF(len); PyBuffer_Release(&vb); goto done;
+                }
+                Py_DECREF(entry);
+            }
+        }
+        Py_DECREF(len);
+        PyBuffer_Release(&vb);
+    }
+    if (vk == Py_None) { result = Py_None; Py_INCREF(result); }
+    else result = PyTuple_Pack(2, e, vk);
+done:
+    Py_XDECREF(vk);
+    Py_XDECREF(v);
+    Py_DECREF(e);
+    return result;
+}
+
+/* list[k] += 1 for a list of ints. */
+static int bump(PyObject *lst, Py_ssize_t k) {
+    PyObject *old = PyList_GET_ITEM(lst, k);
+    PyObject *nv = PyNumber_Add(old, I_1);
+    if (nv == NULL) return -1;
+    PyList_SET_ITEM(lst, k, nv);
+    Py_DECREF(old);
+    return 0;
+}
+
+static int append_attr(PyObject *obj, int field, PyObject *item) {
+    PyObject *lst = ACC(obj, field);
+    if (lst == NULL) return -1;
+    int r = PyList_Append(lst, item);
+    Py_DECREF(lst);
+    return r;
+}
+
+/* Pipeline._add_wire(e, vk) on the given accumulators: 0, or -1 with an exception set. */
+static int count_c(PyObject *accs, PyObject *complaints, PyObject *e, PyObject *vk) {
+    int rc = -1;
+    PyObject *t = NULL, *wf = NULL, *seg = NULL, *fb = NULL, *key = NULL, *acc = NULL, *c = NULL, *kind = NULL,
+             *subject = NULL, *x = NULL, *y = NULL;
+    long bits = 0;
+    if ((t = FIELD(e, F_TIME)) == NULL || (wf = FIELD(e, F_WORKFLOW)) == NULL
+        || (seg = FIELD(e, F_SEGMENT)) == NULL || (fb = FIELD(e, F_FALLBACK)) == NULL)
+        goto done;
+    {
+        PyObject *q = PyNumber_FloorDivide(t, L_fine_s);
+        if (q == NULL) goto done;
+        PyObject *b = PyNumber_Long(q);
+        Py_DECREF(q);
+        if (b == NULL) goto done;
+        key = PyTuple_Pack(5, b, wf, vk, seg, fb);
+        Py_DECREF(b);
+        if (key == NULL) goto done;
+    }
+    acc = PyDict_GetItemWithError(accs, key);
+    if (acc != NULL) Py_INCREF(acc);
+    else {
+        if (PyErr_Occurred()) goto done;
+        if ((acc = PyObject_CallNoArgs(L_acc_type)) == NULL || PyDict_SetItem(accs, key, acc) < 0) goto done;
+    }
+    if ((c = ACC(acc, A_C)) == NULL || !PyList_Check(c) || PyList_GET_SIZE(c) < 11) {
+        if (c != NULL) PyErr_SetString(PyExc_TypeError, "count: an accumulator's c is not a list of counts");
+        goto done;
+    }
+    if ((kind = FIELD(e, F_KIND)) == NULL) goto done;
+    if (!PyUnicode_Check(kind)) { PyErr_SetString(PyExc_TypeError, "count: kind is not a str"); goto done; }
+    if (PyUnicode_CompareWithASCIIString(kind, "response") == 0) {
+        if (bump(c, 0) < 0) goto done;
+        if ((x = FIELD(e, F_STATUS)) == NULL) goto done;
+        int err = 0;
+        if (x != Py_None && (err = PyObject_RichCompareBool(x, I_500, Py_GE)) < 0) goto done;
+        Py_CLEAR(x);
+        if (err) {
+            if (bump(c, 1) < 0) goto done;
+            bits = B_ERR;
+        } else {
+            if (bump(c, 2) < 0) goto done;
+            if ((x = FIELD(e, F_REFUSAL)) == NULL) goto done;
+            int ref = PyObject_IsTrue(x);
+            Py_CLEAR(x);
+            if (ref < 0) goto done;
+            if (ref) {
+                if (bump(c, 3) < 0) goto done;
+                bits = B_REF;
+            }
+        }
+        if ((x = FIELD(e, F_GROUNDED)) == NULL) goto done;
+        if (x != Py_None) {
+            if (bump(c, 4) < 0) goto done;
+            int g = PyObject_IsTrue(x);
+            if (g < 0) goto done;
+            if (!g) {
+                if (bump(c, 5) < 0) goto done;
+                bits |= B_GFAIL;
+            }
+        }
+        Py_CLEAR(x);
+        if ((x = FIELD(e, F_LATENCY)) == NULL) goto done;
+        if (x != Py_None) {
+            if ((subject = FIELD(e, F_SUBJECT)) == NULL) goto done;
+            if (append_attr(acc, A_LAT, x) < 0 || append_attr(acc, A_LAT_SUBJ, subject) < 0) goto done;
+            Py_CLEAR(subject);
+        }
+        Py_CLEAR(x);
+        if ((x = FIELD(e, F_RAGE)) == NULL) goto done;
+        if (x != Py_None) {
+            if ((subject = FIELD(e, F_SUBJECT)) == NULL) goto done;
+            if (append_attr(acc, A_RAGE, x) < 0 || append_attr(acc, A_RAGE_SUBJ, subject) < 0) goto done;
+            Py_CLEAR(subject);
+        }
+        Py_CLEAR(x);
+    } else if (PyUnicode_CompareWithASCIIString(kind, "tool_call") == 0) {
+        if (bump(c, 6) < 0) goto done;
+        if ((x = FIELD(e, F_ARGS_VALID)) == NULL) goto done;
+        if (x == Py_False) {
+            if (bump(c, 7) < 0) goto done;
+            bits = B_TOOL;
+        }
+        Py_CLEAR(x);
+    } else if (PyUnicode_CompareWithASCIIString(kind, "action") == 0) {
+        if (bump(c, 8) < 0) goto done;
+        if ((x = FIELD(e, F_TARGET)) == NULL) goto done;
+        int wrong = PyObject_IsTrue(x);
+        if (wrong < 0) goto done;
+        if (wrong) {
+            if ((subject = FIELD(e, F_SUBJECT)) == NULL) goto done;
+            wrong = PyObject_RichCompareBool(x, subject, Py_NE);
+            Py_CLEAR(subject);
+            if (wrong < 0) goto done;
+        }
+        if (wrong) {
+            if ((y = FIELD(e, F_AUTHORIZED)) == NULL) goto done;
+            int listed = PyObject_IsTrue(y);
+            if (listed < 0) goto done;
+            if (listed && (listed = PySequence_Contains(y, x)) < 0) goto done;
+            Py_CLEAR(y);
+            wrong = !listed;
+        }
+        Py_CLEAR(x);
+        if (wrong) {
+            if (bump(c, 9) < 0) goto done;
+            bits = B_WRONG;
+        }
+    } else {
+        if ((x = FIELD(e, F_TEXT)) == NULL) goto done;
+        int has = PyObject_IsTrue(x);
+        if (has < 0) goto done;
+        if (has) {
+            PyObject *item = PyTuple_Pack(3, wf, x, t);
+            if (item == NULL || PyList_Append(complaints, item) < 0) { Py_XDECREF(item); goto done; }
+            Py_DECREF(item);
+        }
+        Py_CLEAR(x);
+        if (bump(c, 10) < 0) goto done;
+        bits = B_COMPL;
+    }
+    if (bits) {
+        if ((subject = FIELD(e, F_SUBJECT)) == NULL) goto done;
+        PyObject *bo = PyLong_FromLong(bits);
+        PyObject *item = bo ? PyTuple_Pack(3, t, subject, bo) : NULL;
+        Py_XDECREF(bo);
+        if (item == NULL || append_attr(acc, A_BAD, item) < 0) { Py_XDECREF(item); goto done; }
+        Py_DECREF(item);
+    }
+    rc = 0;
+done:
+    Py_XDECREF(t); Py_XDECREF(wf); Py_XDECREF(seg); Py_XDECREF(fb); Py_XDECREF(key); Py_XDECREF(acc);
+    Py_XDECREF(c); Py_XDECREF(kind); Py_XDECREF(subject); Py_XDECREF(x); Py_XDECREF(y);
+    return rc;
+}
+
+/* feed(raw, accs, complaints, next_tick): decode_line(raw), then, when the event's time is before next_tick,
+ * count it (_add_wire) and return its time; when it is at or past next_tick, return (event, key) uncounted
+ * (the caller ticks first, then calls count()); None when only the full parser can judge the line. */
+static PyObject *feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[1]) || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "feed(raw, accs: dict, complaints: list, next_tick)");
+        return NULL;
+    }
+    if (L_decode == NULL) { PyErr_SetString(PyExc_RuntimeError, "setup_lines() was not called"); return NULL; }
+    PyObject *got = decode_line_c(args[0]);
+    if (got == NULL || got == Py_None) return got;
+    PyObject *e = PyTuple_GET_ITEM(got, 0), *vk = PyTuple_GET_ITEM(got, 1);
+    PyObject *t = FIELD(e, F_TIME);
+    if (t == NULL) { Py_DECREF(got); return NULL; }
+    int later = PyObject_RichCompareBool(t, args[3], Py_GE);
+    if (later != 0) {
+        Py_DECREF(t);
+        if (later < 0) { Py_DECREF(got); return NULL; }
+        return got;
+    }
+    if (count_c(args[1], args[2], e, vk) < 0) { Py_DECREF(t); Py_DECREF(got); return NULL; }
+    Py_DECREF(got);
+    return t;
+}
+
+static PyObject *count(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyDict_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "count(accs: dict, complaints: list, event, key)");
+        return NULL;
+    }
+    if (L_decode == NULL) { PyErr_SetString(PyExc_RuntimeError, "setup_lines() was not called"); return NULL; }
+    if (count_c(args[0], args[1], args[2], args[3]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *decode_line_py(PyObject *self, PyObject *raw) {
+    if (L_decode == NULL) { PyErr_SetString(PyExc_RuntimeError, "setup_lines() was not called"); return NULL; }
+    return decode_line_c(raw);
+}
+
+static PyMethodDef methods[] = {
+    {"setup", setup, METH_VARARGS, "Set the ring and indicator layout."},
+    {"close_block", close_block, METH_VARARGS, "Fold closed buckets into baselines and step the CUSUMs."},
+    {"screen", screen, METH_VARARGS, "Window sums, candidate cells past the Chernoff screen, CUSUM crossings."},
+    {"scatter", scatter, METH_VARARGS, "Add count vectors to the fine and coarse rings."},
+    {"setup_lines", setup_lines, METH_VARARGS, "Set the Python pieces of the line path."},
+    {"decode_line", (PyCFunction)decode_line_py, METH_O, "decode.decode_line, compiled."},
+    {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL, "decode_line and _add_wire of one line."},
+    {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL, "Pipeline._add_wire on the given accumulators."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Compiled kernels of the vitals monitor's tick.",
+                                    -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
