@@ -2,10 +2,12 @@
 over the same NDJSON file, in the same run, on one core.
 
     .venv/bin/python bench/signals_replay_throughput.py [--scenario refund-prompt] [--seed 0] [--repeat 3]
-        [--scale 1]
+        [--scale 1] [--kernels compiled|numpy]
 
 `--scale N` multiplies every workflow's traffic by N (and starts the stream 90 minutes before the fault) to
-show how the fixed per-tick cost (every 10 s of stream time) amortises over denser streams.
+show how the fixed per-tick cost (every 10 s of stream time) amortises over denser streams. `--kernels numpy`
+runs the tick and the line path on their numpy / Python implementations even when the compiled kernels
+(`codeblue.signals._kernels`) are built: the comparison without a C compiler.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import orjson
 
+from codeblue.signals import kernels
 from codeblue.signals.replay import replay_file
 from codeblue.sim import SimRun, build_plan, generate, simulate
 
@@ -40,7 +43,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--kernels", choices=["compiled", "numpy"], default="compiled")
     args = ap.parse_args()
+    with kernels.using(args.kernels == "compiled"):
+        run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
     if args.scale == 1.0:
         run = generate(args.scenario, args.seed)
     else:
@@ -80,6 +89,7 @@ def main() -> None:
         print(f"ratio                  : {100 * replay_rate / bare_rate:.1f} % wall, "
               f"{100 * best_bare_cpu / n / (best_replay_cpu / res.events):.1f} % CPU (goal >= 40 %)")
         print(f"load average           : {load0:.1f} before, {os.getloadavg()[0]:.1f} after (2 cores)")
+        print(f"tick and line path     : {kernels.status()}")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from codeblue.signals import detect
+from codeblue.signals import detect, kernels
 from codeblue.signals.clusters import ClusterSignal, ComplaintClusterer, _Cluster, _poisson_sf_below, poisson_sf
 from codeblue.signals.detect import DetectConfig, Finding, baseline_rate, binom_sf, close_block, inflate, still_elevated
 from codeblue.signals.indicators import DEN_IDX, INDICATORS, NC, NI, NUM_IDX
 from codeblue.signals.windows import FINE_N, FINE_S, Block, FloatArray, IntArray, Series, SeriesStore
 
 _CUSUM_JUDGED = np.array([not ind.percentile for ind in INDICATORS])
+
+
+@pytest.fixture(autouse=True)
+def _numpy_path() -> Iterable[None]:
+    """These are the numpy implementations' tests (the compiled kernels are compared with them in
+    test_kernels.py)."""
+    with kernels.using(False):
+        yield
+
 _NUM_DEN = NUM_IDX + DEN_IDX
 _CHUNK = 512
 

@@ -1,0 +1,195 @@
+"""The compiled tick kernels and line path (`_kernels.c`) against the numpy and Python implementations they
+stand in for, on random block states, random flushes, fuzzed lines and the scenario streams.
+
+Everything is compared exactly except what passes through log(): the CUSUM sums (and the p-value of a CUSUM
+finding, exp(-sum)) may differ by an ulp, because numpy's SIMD log and the C library's are not the same
+function; they are compared with a relative tolerance of 1e-12. Every verdict — findings, hold, firing,
+baselines, rings, accumulators — must be identical."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from codeblue.signals import detect, kernels
+from codeblue.signals.decode import decode_line
+from codeblue.signals.detect import DetectConfig, Finding, close_block
+from codeblue.signals.indicators import NC
+from codeblue.signals.pipeline import Pipeline
+from codeblue.signals.replay import ReplayResult, _run, replay_file
+from codeblue.signals.windows import COARSE_N, COARSE_PER_FINE, Block, scatter_add
+from codeblue.sim import generate
+from tests.signals.test_decode import _acc_state, _line, _line_and_kind
+from tests.signals.test_tick_equivalence import _configs, _random_block
+
+pytestmark = pytest.mark.skipif(
+    not kernels.built(), reason=f"the compiled kernels are not built here: {kernels.status()}")
+
+
+@pytest.fixture
+def compiled() -> Iterator[kernels.Kernels]:
+    with kernels.using(True):
+        k = kernels.line_path()
+        assert k is not None
+        yield k
+
+
+def _close(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-12 * max(abs(a), abs(b))
+
+
+def _same_block(a: Block, b: Block) -> None:
+    for name in ("bnum", "bden", "hold", "firing", "fine", "fine_ids", "coarse", "coarse_ids", "last_b"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), name
+    assert np.allclose(a.cusum, b.cusum, rtol=1e-12, atol=0.0, equal_nan=True)
+    assert a.closed_to == b.closed_to
+
+
+def _same_findings(got: list[tuple[int, Finding]], want: list[tuple[int, Finding]]) -> None:
+    assert len(got) == len(want)
+    for (wa, fa), (wb, fb) in zip(got, want, strict=True):
+        assert (wa, fa.series, fa.indicator, fa.method, fa.window_s, fa.x, fa.n, fa.baseline, fa.severity) == \
+            (wb, fb.series, fb.indicator, fb.method, fb.window_s, fb.x, fb.n, fb.baseline, fb.severity)
+        assert fa.pvalue == fb.pvalue if fa.method.startswith("binomial test") else _close(fa.pvalue, fb.pvalue)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_close_block_and_test_block_agree_with_numpy(compiled: kernels.Kernels, seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    fired = screened = 0
+    for cfg in _configs():
+        ratios = cfg.ratios()
+        for _ in range(20):
+            eval_b = int(rng.integers(10_000, 200_000_000))
+            blk, wf_m = _random_block(rng, cfg, eval_b)
+            close_to = eval_b - 1 - int(rng.choice([0, 0, 0, 1, 3, 70]))
+            blk.closed_to = close_to - int(rng.choice([1, 1, 1, 2, 5, 80]))
+            ref = copy.deepcopy(blk)
+            with np.errstate(invalid="ignore"):  # random baselines may put a rate above 1: NaN, on both sides
+                close_block(blk, close_to, cfg)
+                with kernels.using(False):
+                    close_block(ref, close_to, cfg)
+                _same_block(blk, ref)
+                got = detect.test_block(blk, eval_b, cfg, wf_m, ratios)
+                with kernels.using(False):
+                    want = detect.test_block(ref, eval_b, cfg, wf_m, ratios)
+            _same_findings(got, want)
+            _same_block(blk, ref)
+            fired += len(got)
+            screened += int(ref.hold[: ref.n].sum())
+    assert fired > 50 and screened > 50  # the states reach the interesting branches
+
+
+def test_one_window_and_many_windows(compiled: kernels.Kernels) -> None:
+    """Window lists the numpy path takes in any order and length: unsorted, repeated, one, and more than the
+    compiled screen's limit (the numpy path then runs)."""
+    rng = np.random.default_rng(7)
+    for windows in [(60,), (12, 3, 60), (6, 6, 30), (1,), tuple(range(1, 21))]:
+        cfg = DetectConfig(windows=windows)
+        for _ in range(10):
+            eval_b = int(rng.integers(10_000, 1_000_000))
+            blk, wf_m = _random_block(rng, cfg, eval_b)
+            ref = copy.deepcopy(blk)
+            with np.errstate(invalid="ignore"):
+                got = detect.test_block(blk, eval_b, cfg, wf_m, cfg.ratios())
+                with kernels.using(False):
+                    want = detect.test_block(ref, eval_b, cfg, wf_m, cfg.ratios())
+            _same_findings(got, want)
+            _same_block(blk, ref)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_scatter_agrees_with_numpy(compiled: kernels.Kernels, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    cfg = DetectConfig()
+    for _ in range(150):
+        eval_b = int(rng.integers(10_000, 1_000_000))
+        blk, _wf_m = _random_block(rng, cfg, eval_b)
+        if rng.random() < 0.5:
+            blk.coarse_ids[: blk.n] = (eval_b // 6 - rng.choice([0, 1, 30, 59, 60, 61, -1], size=(blk.n, 60))
+                                       ).astype(np.int32)
+        ref = copy.deepcopy(blk)
+        k = int(rng.integers(1, 80))
+        rows = rng.integers(0, blk.n, size=k).astype(np.int64)
+        bs = (eval_b + rng.choice([0, 0, 0, 1, -1, -5, -59, -60, -61, 60, 120, -400], size=k)).astype(np.int64)
+        counts = rng.integers(0, 50, size=(k // 2 + 1, NC)).astype(np.int32)
+        ks = rng.integers(0, counts.shape[0], size=k)
+        compiled.scatter(blk.fine, blk.fine_ids, blk.coarse, blk.coarse_ids, blk.last_b, blk.cap, COARSE_N,
+                         COARSE_PER_FINE, rows.tolist(), bs.tolist(), ks.tolist(), counts.tolist())
+        scatter_add(ref, rows, bs, counts[ks])
+        _same_block(blk, ref)
+
+
+def test_kernels_refuse_arrays_of_the_wrong_size(compiled: kernels.Kernels) -> None:
+    blk = Block(8, 0)
+    with pytest.raises(ValueError, match="fine"):
+        compiled.close_block(blk.fine[:2], blk.fine_ids, blk.bnum, blk.bden, blk.learn_b, blk.cusum, blk.hold, 8,
+                             1, 2, 0.99, 30.0, 2.0, 100.0)
+    with pytest.raises(IndexError):
+        compiled.scatter(blk.fine, blk.fine_ids, blk.coarse, blk.coarse_ids, blk.last_b, blk.cap, COARSE_N,
+                         COARSE_PER_FINE, [8], [5], [0], [[0] * NC])
+    with pytest.raises(ValueError, match="count vector"):
+        compiled.scatter(blk.fine, blk.fine_ids, blk.coarse, blk.coarse_ids, blk.last_b, blk.cap, COARSE_N,
+                         COARSE_PER_FINE, [0], [5], [0], [[0] * (NC - 1)])
+    assert not blk.fine.any() and (blk.last_b == -1).all()  # nothing written by a refused call
+
+
+def test_decode_line_agrees_with_python(compiled: kernels.Kernels) -> None:
+    """Fuzzed lines (valid, invalid, malformed, at the edges of the decoders), each decoded twice (the second time
+    the versions text comes from the cache)."""
+    rng = random.Random(20261129)
+    accepted = refused = 0
+    for _ in range(20_000):
+        raw, _plain = _line_and_kind(rng)
+        for _ in range(2):
+            got, want = compiled.decode_line(raw), decode_line(raw)
+            assert (got is None) == (want is None), raw
+            if got is not None and want is not None:
+                assert got[0] == want[0] and got[1] == want[1], raw
+        accepted += got is not None
+        refused += got is None
+    assert accepted > 5_000 and refused > 5_000
+
+
+def test_feed_counts_what_add_wire_counts(compiled: kernels.Kernels) -> None:
+    rng = random.Random(5)
+    lines = [_line(rng) for _ in range(6_000)]
+    compiled_pipe, python_pipe = Pipeline(), Pipeline()
+    for pipe in (compiled_pipe, python_pipe):
+        pipe.tick = lambda now: []  # type: ignore[method-assign]  # counts only: compare the accumulators
+    res = ReplayResult()
+    _run(compiled_pipe, res, lines, [])
+    with kernels.using(False):
+        ref = ReplayResult()
+        _run(python_pipe, ref, lines, [])
+    assert res.events == ref.events > 1000 and compiled_pipe.events == python_pipe.events
+    assert [e.as_dict() for e in res.errors] == [e.as_dict() for e in ref.errors]
+    assert _acc_state(compiled_pipe) == _acc_state(python_pipe)
+    assert compiled_pipe._complaints == python_pipe._complaints
+
+
+@pytest.mark.parametrize("scenario", ["refund-prompt", "wrong-account", "stale-citations", "clean"])
+def test_replay_reports_agree(compiled: kernels.Kernels, scenario: str, tmp_path: Path) -> None:
+    """A whole replay (ticks, detection, triage) on a scenario stream: the same incidents, suspects and times."""
+    run = generate(scenario, 3)
+    run.write(tmp_path)
+    got = replay_file(tmp_path / "events.ndjson", changes_path=tmp_path / "changes.ndjson")
+    with kernels.using(False):
+        want = replay_file(tmp_path / "events.ndjson", changes_path=tmp_path / "changes.ndjson")
+    assert (got.events, got.rejected, got.start, got.end) == (want.events, want.rejected, want.start, want.end)
+    assert _report(got) == _report(want)
+    if scenario != "clean":
+        assert got.groups
+
+
+def _report(res: ReplayResult) -> list[Any]:
+    # (the alert's p-values may differ by an ulp where a CUSUM fired; what they decided is all here)
+    return [(u.kind, u.workflow, u.failure_type, u.at, u.text, u.triage.as_dict()) for u in res.updates]
