@@ -56,7 +56,10 @@ def _load() -> tuple[Kernels | None, str]:
         from codeblue.signals import _kernels  # type: ignore[attr-defined,unused-ignore]
     except ImportError as exc:
         return None, f"not built ({exc}); the numpy implementations run"
-    _kernels.setup(FINE_N, NC, NUM_IDX, DEN_IDX, [not ind.percentile for ind in INDICATORS])
+    try:
+        _kernels.setup(FINE_N, NC, NUM_IDX, DEN_IDX, [not ind.percentile for ind in INDICATORS])
+    except ValueError as exc:  # a module built for another layout than indicators.py now has
+        return None, f"built, but refused this layout ({exc}); the numpy implementations run"
     mod: Kernels = _kernels
     return mod, "compiled"
 
