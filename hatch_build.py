@@ -57,6 +57,6 @@ class KernelsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
                 cmd.build_temp = tmp
                 cmd.ensure_finalized()
                 cmd.run()
-            return os.path.abspath(cmd.get_ext_fullpath(_NAME))
+            return str(os.path.abspath(cmd.get_ext_fullpath(_NAME)))
         finally:
             os.chdir(cwd)
