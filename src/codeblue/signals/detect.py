@@ -302,9 +302,7 @@ def test_block(
     # both shortcuts.)
     if limit >= 1.0:
         limit = math.inf
-    # The smallest p-value of each screened cell and its window, in the order the cells come (row, window,
-    # indicator: for one series × indicator the windows in order, so a tie keeps the first window), as the
-    # array form it replaced kept them (a p-value enters only below the one before it, starting from 1).
+    # The smallest p-value of each screened cell and its window (`_smallest_pvalues`).
     held: dict[tuple[int, int], tuple[float, int]] = {}
     if cr.size:
         # Chernoff screen: P(X >= x) <= exp(-n KL(x/n || p)); only near-significant cells get the exact sum.
@@ -338,11 +336,7 @@ def test_block(
                 cr.tolist(), cw.tolist(), ci.tolist(), xc.tolist(), nc.tolist(), pc.tolist(), keep.tolist(),
                 strict=True) if k)
         if np.count_nonzero(keep):
-            for r, wi, i, x, nn, p in cells:
-                pv = _binom_sf_below(int(x), int(nn), p, limit)
-                prev = held.get((r, i))
-                if pv < (1.0 if prev is None else prev[0]):
-                    held[r, i] = (pv, wi)
+            held = _smallest_pvalues(cells, limit)
     cusum = blk.cusum[sel]
     if limit == math.inf:  # an absurd configuration (a level of 1 or more): every cell's p-value is read
         return _judge_arrays(blk, rows, sel, eval_b, cfg, wf_m, held, firing, bden, cusum, X, N, p0)
@@ -354,7 +348,34 @@ def test_block(
         hr, hi = zip(*hold_cells, strict=True)
         blk.hold[list(hr) if rows is None else rows[list(hr)], list(hi)] = True
     cur, cui = (cusum > cfg.cusum_h).nonzero()
-    if not held and not cur.size:
+    return _verdicts(blk, rows, eval_b, cfg, wf_m, held, list(zip(cur.tolist(), cui.tolist(), strict=True)), firing,
+                     bden, X, N, p0)
+
+
+def _smallest_pvalues(
+    cells: Iterable[tuple[int, int, int, float, float, float]], limit: float
+) -> dict[tuple[int, int], tuple[float, int]]:
+    """The smallest exact p-value of each screened cell (row, window, indicator, x, n, p) and its window, by
+    (row, indicator), in the order the cells come (for one series × indicator the windows in order, so a tie keeps
+    the first window; a p-value enters only below the one before it, starting from 1). Sums stop at `limit`."""
+    held: dict[tuple[int, int], tuple[float, int]] = {}
+    for r, wi, i, x, nn, p in cells:
+        pv = _binom_sf_below(int(x), int(nn), p, limit)
+        prev = held.get((r, i))
+        if pv < (1.0 if prev is None else prev[0]):
+            held[r, i] = (pv, wi)
+    return held
+
+
+def _verdicts(
+    blk: Block, rows: IntArray | None, eval_b: int, cfg: DetectConfig, wf_m: IntArray,
+    held: dict[tuple[int, int], tuple[float, int]], cusum_cells: list[tuple[int, int]], firing: BoolArray,
+    bden: FloatArray, X: FloatArray, N: FloatArray, p0: FloatArray,
+) -> list[tuple[int, Finding]]:
+    """The findings of a tested block: cells whose smallest p-value (`held`) is below the strict level, then cells
+    whose CUSUM crossed (`cusum_cells`), that may fire. `r` indexes the tested arrays (`firing`, `bden`, `X`, `N`,
+    `p0`); block row `rows[r]`, or `r` itself when `rows` is None."""
+    if not held and not cusum_cells:
         return []
     wf = blk.wf
     testable_b = blk.testable_b
@@ -369,7 +390,7 @@ def test_block(
         row_no = r if rows is None else int(rows[r])
         if pv < cfg.alpha / (alpha_w * max(int(wf_m[wf[row_no]]), 1)) and may_fire(r, i):
             fired[r, i] = True
-    for r, i in zip(cur.tolist(), cui.tolist(), strict=True):
+    for r, i in cusum_cells:
         if (r, i) not in fired and may_fire(r, i):
             fired[r, i] = False
     out: list[tuple[int, Finding]] = []
@@ -394,35 +415,11 @@ def _test_block_compiled(
     cells, cusum_cells = k.screen(
         blk.fine, blk.fine_ids, blk.bnum, blk.bden, blk.firing, blk.hold, blk.cusum, blk.last_b, n, eval_b,
         cfg.windows, ratios, float(cfg.min_count), -(math.log(cfg.loose_alpha) + 3.0), cfg.cusum_h, X, N, p0)
-    held: dict[tuple[int, int], tuple[float, int]] = {}
-    for r, wi, i, x, nn, p in cells:
-        pv = _binom_sf_below(x, nn, p, limit)
-        prev = held.get((r, i))
-        if pv < (1.0 if prev is None else prev[0]):
-            held[r, i] = (pv, wi)
+    held = _smallest_pvalues(cells, limit)
     for (r, i), (pv, _w) in held.items():
         if pv < cfg.loose_alpha:
             blk.hold[r, i] = True
-    if not held and not cusum_cells:
-        return []
-    firing, bden, wf, testable_b = blk.firing, blk.bden, blk.wf, blk.testable_b
-
-    def may_fire(r: int, i: int) -> bool:
-        return bool(bden[r, i] >= cfg.min_baseline) and not firing[r, i] and eval_b >= testable_b[r]
-
-    fired: dict[tuple[int, int], bool] = {}  # cell -> by the binomial test (else by the CUSUM)
-    for (r, i), (pv, _w) in held.items():
-        if pv < cfg.alpha / (nw * max(int(wf_m[wf[r]]), 1)) and may_fire(r, i):
-            fired[r, i] = True
-    for r, i in cusum_cells:
-        if (r, i) not in fired and may_fire(r, i):
-            fired[r, i] = False
-    out: list[tuple[int, Finding]] = []
-    for (r, i), binomial in sorted(fired.items()):
-        f = _finding(blk, r, r, i, cfg, X, N, p0, held[r, i] if binomial else None)
-        if f is not None:
-            out.append(f)
-    return out
+    return _verdicts(blk, None, eval_b, cfg, wf_m, held, cusum_cells, blk.firing, blk.bden, X, N, p0)
 
 
 def _finding(
