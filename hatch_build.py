@@ -32,11 +32,8 @@ class KernelsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             return
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        if version != "editable":
-            rel = os.path.relpath(built, os.path.join(self.root, "src"))
-            build_data["force_include"][built] = rel
-        else:  # the editable install imports from src/, where the module now is
-            build_data["artifacts"].append(os.path.relpath(built, self.root))
+        if version != "editable":  # (an editable install imports from src/, where the module now is)
+            build_data["force_include"][built] = os.path.relpath(built, os.path.join(self.root, "src"))
 
     def _compile(self) -> str:
         from setuptools import Distribution, Extension

@@ -261,7 +261,7 @@ done:
 /* One ring of `scatter`, with numpy's semantics exactly (windows._scatter): the stale test reads the ids as
  * they were before the call; stale slots are cleared and take their bucket in order (a slot named twice takes
  * the last); then every vector whose slot holds its bucket is added. */
-static int scatter_ring(int32_t *ring, int32_t *rids, Py_ssize_t cap, Py_ssize_t len, int div, Py_ssize_t k,
+static void scatter_ring(int32_t *ring, int32_t *rids, Py_ssize_t len, int div, Py_ssize_t k,
                         const int64_t *rows, const int64_t *bs, const int32_t *vecs, char *stale) {
     for (Py_ssize_t j = 0; j < k; j++) {
         int64_t b = pydiv(bs[j], div);
@@ -282,8 +282,6 @@ static int scatter_ring(int32_t *ring, int32_t *rids, Py_ssize_t cap, Py_ssize_t
         const int32_t *src = vecs + j * NC;
         for (Py_ssize_t c = 0; c < NC; c++) dst[c] += src[c];
     }
-    (void)cap;
-    return 0;
 }
 
 /* scatter(fine, fine_ids, coarse, coarse_ids, last_b, cap, coarse_n, per_coarse, rows, bs, ks, counts): add
@@ -343,8 +341,8 @@ static PyObject *scatter(PyObject *self, PyObject *args) {
             vecs[j * NC + c] = (int32_t)v;
         }
     }
-    scatter_ring(fine.buf, fids.buf, cap, FN, 1, k, rows, bs, vecs, stale);
-    scatter_ring(coarse.buf, cids.buf, cap, cn, per, k, rows, bs, vecs, stale);
+    scatter_ring(fine.buf, fids.buf, FN, 1, k, rows, bs, vecs, stale);
+    scatter_ring(coarse.buf, cids.buf, cn, per, k, rows, bs, vecs, stale);
     {
         int64_t *LB = lastb.buf;
         for (Py_ssize_t j = 0; j < k; j++)
@@ -385,7 +383,7 @@ static PyObject *F_NAME[NF], *A_NAME[NA];
 static Py_ssize_t F_OFF[NF], A_OFF[NA];
 static PyTypeObject *W_TYPE, *A_TYPE;
 
-static int offsets(PyTypeObject *tp, PyObject **names, Py_ssize_t *off, int k) {
+static void offsets(PyTypeObject *tp, PyObject **names, Py_ssize_t *off, int k) {
     for (int j = 0; j < k; j++) {
         off[j] = 0;
         PyObject *d = _PyType_Lookup(tp, names[j]);  /* borrowed */
@@ -394,7 +392,6 @@ static int offsets(PyTypeObject *tp, PyObject **names, Py_ssize_t *off, int k) {
             if ((m->type == T_OBJECT_EX || m->type == T_OBJECT) && !(m->flags & READ_RESTRICTED)) off[j] = m->offset;
         }
     }
-    return 0;
 }
 
 static inline PyObject *slot_get(PyObject *o, PyTypeObject *tp, Py_ssize_t off, PyObject *name) {
