@@ -27,7 +27,7 @@ from codeblue.signals.replay import ReplayResult, _run, replay_file
 from codeblue.signals.windows import COARSE_N, COARSE_PER_FINE, Block, scatter_add
 from codeblue.sim import generate
 from tests.signals.test_decode import _acc_state, _line, _line_and_kind
-from tests.signals.test_tick_equivalence import _configs, _random_block
+from tests.signals.test_tick_equivalence import _random_block, random_ticks
 
 pytestmark = pytest.mark.skipif(
     not kernels.built(), reason=f"the compiled kernels are not built here: {kernels.status()}")
@@ -65,26 +65,20 @@ def _same_findings(got: list[tuple[int, Finding]], want: list[tuple[int, Finding
 def test_close_block_and_test_block_agree_with_numpy(compiled: kernels.Kernels, seed: int) -> None:
     rng = np.random.default_rng(100 + seed)
     fired = screened = 0
-    for cfg in _configs():
-        ratios = cfg.ratios()
-        for _ in range(20):
-            eval_b = int(rng.integers(10_000, 200_000_000))
-            blk, wf_m = _random_block(rng, cfg, eval_b)
-            close_to = eval_b - 1 - int(rng.choice([0, 0, 0, 1, 3, 70]))
-            blk.closed_to = close_to - int(rng.choice([1, 1, 1, 2, 5, 80]))
-            ref = copy.deepcopy(blk)
-            with np.errstate(invalid="ignore"):  # random baselines may put a rate above 1: NaN, on both sides
-                close_block(blk, close_to, cfg)
-                with kernels.using(False):
-                    close_block(ref, close_to, cfg)
-                _same_block(blk, ref)
-                got = detect.test_block(blk, eval_b, cfg, wf_m, ratios)
-                with kernels.using(False):
-                    want = detect.test_block(ref, eval_b, cfg, wf_m, ratios)
-            _same_findings(got, want)
+    for cfg, blk, wf_m, close_to, eval_b in random_ticks(rng):
+        ref = copy.deepcopy(blk)
+        with np.errstate(invalid="ignore"):  # random baselines may put a rate above 1: NaN, on both sides
+            close_block(blk, close_to, cfg)
+            with kernels.using(False):
+                close_block(ref, close_to, cfg)
             _same_block(blk, ref)
-            fired += len(got)
-            screened += int(ref.hold[: ref.n].sum())
+            got = detect.test_block(blk, eval_b, cfg, wf_m, cfg.ratios())
+            with kernels.using(False):
+                want = detect.test_block(ref, eval_b, cfg, wf_m, cfg.ratios())
+        _same_findings(got, want)
+        _same_block(blk, ref)
+        fired += len(got)
+        screened += int(ref.hold[: ref.n].sum())
     assert fired > 50 and screened > 50  # the states reach the interesting branches
 
 

@@ -9,7 +9,7 @@ import copy
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -242,28 +242,34 @@ def _same(a: Block, b: Block) -> None:
     assert a.closed_to == b.closed_to
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_test_block_and_close_block_match_the_reference(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    fired = screened = 0
+def random_ticks(rng: np.random.Generator) -> Iterator[tuple[DetectConfig, Block, IntArray, int, int]]:
+    """20 random block states per config of `_configs()`, each with the tick to run on it: (config, block, the
+    workflows' series counts, close_to, eval_b); the block's closed_to is one to 80 buckets before close_to."""
     for cfg in _configs():
-        ratios = cfg.ratios()
         for _ in range(20):
             eval_b = int(rng.integers(10_000, 200_000_000))
             blk, wf_m = _random_block(rng, cfg, eval_b)
             close_to = eval_b - 1 - int(rng.choice([0, 0, 0, 1, 3, 70]))
             blk.closed_to = close_to - int(rng.choice([1, 1, 1, 2, 5, 80]))
-            ref = copy.deepcopy(blk)
-            close_block(blk, close_to, cfg)
-            old_close_block(ref, close_to, cfg)
-            _same(blk, ref)
-            with np.errstate(invalid="ignore"):  # random baselines may put a rate above 1: NaN, on both sides
-                new = [_finding_tuple(x) for x in detect.test_block(blk, eval_b, cfg, wf_m, ratios)]
-                old = [_finding_tuple(x) for x in old_test_block(ref, eval_b, cfg, wf_m, ratios)]
-            assert new == old
-            _same(blk, ref)
-            fired += len(new)
-            screened += int(ref.hold[: ref.n].sum())
+            yield cfg, blk, wf_m, close_to, eval_b
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_test_block_and_close_block_match_the_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    fired = screened = 0
+    for cfg, blk, wf_m, close_to, eval_b in random_ticks(rng):
+        ref = copy.deepcopy(blk)
+        close_block(blk, close_to, cfg)
+        old_close_block(ref, close_to, cfg)
+        _same(blk, ref)
+        with np.errstate(invalid="ignore"):  # random baselines may put a rate above 1: NaN, on both sides
+            new = [_finding_tuple(x) for x in detect.test_block(blk, eval_b, cfg, wf_m, cfg.ratios())]
+            old = [_finding_tuple(x) for x in old_test_block(ref, eval_b, cfg, wf_m, cfg.ratios())]
+        assert new == old
+        _same(blk, ref)
+        fired += len(new)
+        screened += int(ref.hold[: ref.n].sum())
     # the states reach the interesting branches
     assert fired > 50 and screened > 50
 
