@@ -76,8 +76,10 @@ def test_heartbeats_show_the_fleet_with_staleness_and_defaults(server: LiveServe
             return {c["service"]: c for c in r.json()}
 
         # the blind guard's first poll happens at once; make it miss by asking before it lands is racy, so
-        # look for the report that says what it decided from
-        got = wait_for(lambda: (f := fleet()) and {"support-bot", "batch-job"} <= set(f) and f, what="both heartbeats")
+        # look for the report that says what it decided from. The live guard's first heartbeat may go out before
+        # its snapshot lands (a slow start): it sends a corrected one as soon as the snapshot is in, so wait for it.
+        got = wait_for(lambda: (f := fleet()) and {"support-bot", "batch-job"} <= set(f)
+                       and f["support-bot"]["source"] != "default" and f, what="both heartbeats, the live one loaded")
         mine = got["support-bot"]
         assert mine["client_id"] == live.client_id and mine["pid"] == live.pid
         assert mine["source"] == "snapshot" and mine["connected"] is True

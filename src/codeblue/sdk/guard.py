@@ -963,6 +963,7 @@ class Guard:
         next_poll = (now + (0.0 if not self._stream_enabled else min(5.0, self.poll_interval) * random.uniform(1.0, 1.5))
                      if self.url else math.inf)
         early_poll = self._stream_enabled
+        reported_blind = False
         next_flush = now + self.flush_interval
         send_backoff = 0.0
         next_send_ok = now
@@ -1000,8 +1001,11 @@ class Guard:
                     early_poll = False
                     interval = self.poll_interval if self._ready.is_set() else min(self.poll_interval, 5.0)
                     next_poll = time.monotonic() + interval * random.uniform(0.8, 1.0)
-                if now >= next_heartbeat:
-                    self._send_heartbeat()
+                # A report that says "on defaults" is corrected as soon as the first snapshot lands (`_install`
+                # wakes this thread), not a heartbeat interval later: the fleet view would show a healthy Guard as
+                # deciding from its defaults (failing open, with fail_open ones) for up to 30 s.
+                if now >= next_heartbeat or (reported_blind and self._state.index is not None):
+                    reported_blind = self._send_heartbeat()
                     next_heartbeat = time.monotonic() + self.heartbeat_interval * random.uniform(0.9, 1.1)
                 if self._lkg_dirty:
                     self._persist_lkg()
@@ -1070,20 +1074,24 @@ class Guard:
                 return True
         return True
 
-    def _send_heartbeat(self, closing: bool = False) -> None:
+    def _send_heartbeat(self, closing: bool = False) -> bool:
+        """Report the Guard's state; whether the server now holds a report that it decides from defaults (a
+        report sent before the first snapshot arrived), so the worker can correct it as soon as one does."""
         http = self._http
         if http is None:
-            return
+            return False
+        payload = self.heartbeat_payload(closing=closing)
         try:
-            r = http.post("/v1/sdk/heartbeat", content=dumps(self.heartbeat_payload(closing=closing)).encode(),
+            r = http.post("/v1/sdk/heartbeat", content=dumps(payload).encode(),
                           headers={"Content-Type": "application/json"}, timeout=min(self.timeout, 5.0))
             if r.status_code < 300:
                 self._counters["heartbeats"] += 1
-            else:
-                self._counters["heartbeat_failures"] += 1
-                self._note_http_error("heartbeat", r)
+                return bool(payload["on_defaults"])
+            self._counters["heartbeat_failures"] += 1
+            self._note_http_error("heartbeat", r)
         except (httpx.HTTPError, OSError):
             self._counters["heartbeat_failures"] += 1
+        return False
 
     def _expire(self) -> None:
         index = self._index
