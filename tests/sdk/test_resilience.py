@@ -287,3 +287,26 @@ def test_several_processes_writing_the_file_never_corrupt_it_or_regress_it(tmp_p
     final = lkg.load(path, environment="production")
     assert final is not None and final.revision == max(range(3, 203, 4))
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_heartbeat_lost_while_the_server_was_down_is_resent_when_it_is_back(served: Server, tmp_path: Path) -> None:
+    served.kill()
+    # A whole interval is long here; the lost report must be resent by the retry, not by the interval.
+    g = test_guard(served.url, served.ingest_token, tmp_path, heartbeat_interval=600.0)
+    try:
+        wait_for(lambda: g.stats["heartbeat_failures"] >= 1, timeout=30, what="the first heartbeat to fail")
+        assert g.source == "default"
+        served.start()
+        assert g.wait_ready(60)
+        with served.responder() as r:
+            def mine() -> dict[str, object] | None:
+                got = r.get("/v1/sdk/clients", params={"service": "support-bot"})
+                assert got.status_code == 200, got.text
+                return next((c for c in got.json() if c["client_id"] == g.client_id), None)
+
+            report = wait_for(lambda: (c := mine()) and c["source"] == "snapshot" and c, timeout=30,
+                              what="the Guard's report once the server is back")
+        assert report["connected"] is True and report["status"] == "ok", report
+        assert g.stats["heartbeats"] >= 1
+    finally:
+        g.close()

@@ -964,6 +964,11 @@ class Guard:
                      if self.url else math.inf)
         early_poll = self._stream_enabled
         reported_blind = False
+        # A heartbeat that was not delivered is retried with backoff (1 s doubling to the interval), and at once
+        # when the server is heard from again (it confirmed a revision since the failure): the fleet view should
+        # not show a Guard's pre-outage report for a whole interval after the server is back.
+        heartbeat_backoff = 0.0
+        failed_at_confirm: float | None = None
         next_flush = now + self.flush_interval
         send_backoff = 0.0
         next_send_ok = now
@@ -1004,9 +1009,17 @@ class Guard:
                 # A report that says "on defaults" is corrected as soon as the first snapshot lands (`_install`
                 # wakes this thread), not a heartbeat interval later: the fleet view would show a healthy Guard as
                 # deciding from its defaults (failing open, with fail_open ones) for up to 30 s.
-                if now >= next_heartbeat or (reported_blind and self._state.index is not None):
-                    reported_blind = self._send_heartbeat()
-                    next_heartbeat = time.monotonic() + self.heartbeat_interval * random.uniform(0.9, 1.1)
+                heard_again = heartbeat_backoff > 0 and self._last_confirmed != failed_at_confirm
+                if now >= next_heartbeat or heard_again or (reported_blind and self._state.index is not None):
+                    delivered = self._send_heartbeat()
+                    if delivered is None:
+                        heartbeat_backoff = min(self.heartbeat_interval, max(1.0, heartbeat_backoff * 2))
+                        failed_at_confirm = self._last_confirmed
+                        next_heartbeat = time.monotonic() + heartbeat_backoff * random.uniform(0.75, 1.0)
+                    else:
+                        reported_blind = delivered
+                        heartbeat_backoff = 0.0
+                        next_heartbeat = time.monotonic() + self.heartbeat_interval * random.uniform(0.9, 1.1)
                 if self._lkg_dirty:
                     self._persist_lkg()
                 self._expire()
@@ -1074,12 +1087,13 @@ class Guard:
                 return True
         return True
 
-    def _send_heartbeat(self, closing: bool = False) -> bool:
-        """Report the Guard's state; whether the server now holds a report that it decides from defaults (a
-        report sent before the first snapshot arrived), so the worker can correct it as soon as one does."""
+    def _send_heartbeat(self, closing: bool = False) -> bool | None:
+        """Report the Guard's state. None when the report was not delivered; else whether the server now holds a
+        report that it decides from defaults (one sent before the first snapshot arrived), so the worker can
+        correct it as soon as one does."""
         http = self._http
         if http is None:
-            return False
+            return None
         payload = self.heartbeat_payload(closing=closing)
         try:
             r = http.post("/v1/sdk/heartbeat", content=dumps(payload).encode(),
@@ -1089,9 +1103,10 @@ class Guard:
                 return bool(payload["on_defaults"])
             self._counters["heartbeat_failures"] += 1
             self._note_http_error("heartbeat", r)
-        except (httpx.HTTPError, OSError):
+        except (httpx.HTTPError, OSError) as e:
             self._counters["heartbeat_failures"] += 1
-        return False
+            self._last_error = f"heartbeat: {type(e).__name__}: {e}"
+        return None
 
     def _expire(self) -> None:
         index = self._index
