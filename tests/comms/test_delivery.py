@@ -244,6 +244,37 @@ def test_channel_secrets_are_sealed_and_never_returned(make_server: MakeServer, 
     assert srv.client().post("/v1/comms/channels", json=body).status_code == 401
 
 
+def test_channels_from_the_config_file_belong_to_the_file(make_server: MakeServer) -> None:
+    """The file is applied at every start: an API edit of a file channel would be undone silently at the next
+    one, so it is refused and says where to change it. A channel the file drops becomes an API channel."""
+    hook = {"name": "webhook:ops", "url": "http://127.0.0.1:9/ops", "secret": SECRET}
+    srv = make_server(config={"channels": [hook]})
+    add_channel(srv, name="webhook:api", url="http://127.0.0.1:9/api", secret=SECRET)
+    listing = {c["name"]: c for c in srv.client("lead").get("/v1/comms/channels").json()}
+    assert listing["webhook:ops"]["source"] == "file" and listing["webhook:api"]["source"] == "api"
+    for r in (srv.admin().post("/v1/comms/channels", json={**hook, "url": "http://127.0.0.1:9/elsewhere"}),
+              srv.admin().delete("/v1/comms/channels/webhook:ops")):
+        assert r.status_code == 409, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["field"] == "name" and "comms config file" in r.json()["detail"]
+    # the API channel stays editable; the refused edit changed nothing
+    add_channel(srv, name="webhook:api", url="http://127.0.0.1:9/api2")
+    with srv.rt.db.read() as s:
+        ops = s.scalar(select(Channel).where(Channel.name == "webhook:ops"))
+        assert ops is not None and ops.config["url"] == "http://127.0.0.1:9/ops"
+    srv.stop()
+
+    # the next start's file no longer has it: kept (queued messages may name it), and editable over the API
+    admin_token, lead_token = srv.admin_token, srv.token("lead")
+    srv = make_server(config={"channels": []})
+    srv.admin_token, srv._tokens[("lead", ("lead",))] = admin_token, lead_token
+    listing = {c["name"]: c for c in srv.client("lead").get("/v1/comms/channels").json()}
+    assert listing["webhook:ops"]["source"] == "api"
+    assert listing["webhook:api"]["config"]["url"] == "http://127.0.0.1:9/api2"
+    add_channel(srv, name="webhook:ops", url="http://127.0.0.1:9/moved")
+    assert srv.admin().delete("/v1/comms/channels/webhook:ops").status_code == 204
+
+
 def test_enqueue_dedup_holds_across_concurrent_transactions(make_server: MakeServer) -> None:
     """Two transactions racing to queue the same key (two replicas handling one retried request) both
     succeed and leave one row."""

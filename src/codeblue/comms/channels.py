@@ -29,7 +29,7 @@ from codeblue.comms.crypto import seal, unseal
 from codeblue.comms.model import CHANNEL_TYPES, Channel
 from codeblue.comms.outbox import Claimed
 from codeblue.comms.transport import ConnectFailed, HttpPool, Response, TimedOut
-from codeblue.errors import Invalid, NotFound
+from codeblue.errors import Conflict, Invalid, NotFound
 
 #: Fields that are credentials: sealed at rest, never logged or returned.
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {
@@ -96,7 +96,8 @@ def parse_channel(raw: dict[str, Any], *, where: str = "") -> tuple[str, str, di
                           field=f"{p}{key}")
     values = {k: _resolve(v) for k, v in raw.items() if k not in ("name", "type")}
     for req in REQUIRED[ctype]:
-        if values.get(req) in (None, ""):
+        # a required secret may be left out of an update to keep the sealed one (`upsert_channel` checks it)
+        if req not in SECRET_FIELDS[ctype] and values.get(req) in (None, ""):
             raise Invalid(f"a {ctype} channel needs {req!r}", field=f"{p}{req}")
     secrets_: dict[str, str] = {}
     for key in SECRET_FIELDS[ctype]:
@@ -106,7 +107,7 @@ def parse_channel(raw: dict[str, Any], *, where: str = "") -> tuple[str, str, di
             secrets_[key] = values.pop(key)
         else:
             values.pop(key, None)
-    if ctype == "slack":
+    if ctype == "slack" and "url" in secrets_:
         _check_url(secrets_["url"], f"{p}url")
     if ctype in ("webhook",):
         _check_url(values["url"], f"{p}url")
@@ -146,9 +147,14 @@ def parse_channel(raw: dict[str, Any], *, where: str = "") -> tuple[str, str, di
 def upsert_channel(
     s: Session, *, server_key: bytes, raw: dict[str, Any], now: float, source: str = "api", where: str = ""
 ) -> Channel:
-    """Create or replace a channel from a flat definition. Secrets not given keep their sealed value."""
+    """Create or replace a channel from a flat definition. Secrets not given keep their sealed value.
+
+    A channel defined in the comms config file belongs to the file (``source="file"``): the file is applied at
+    every start, so an API edit of it would be silently undone at the next one, and it is refused instead."""
     name, ctype, config, secrets_, enabled = parse_channel(raw, where=where)
     row = s.scalar(select(Channel).where(Channel.name == name))
+    if row is not None and row.source == "file" and source != "file":
+        raise _owned_by_file(name)
     if row is not None and row.type == ctype and row.secret:
         kept = orjson.loads(unseal(server_key, row.secret))
         secrets_ = {**kept, **secrets_}
@@ -169,7 +175,24 @@ def delete_channel(s: Session, *, name: str) -> None:
     row = s.scalar(select(Channel).where(Channel.name == name))
     if row is None:
         raise NotFound(f"no channel named {name!r}", field="name")
+    if row.source == "file":
+        raise _owned_by_file(name)
     s.delete(row)
+
+
+def _owned_by_file(name: str) -> Conflict:
+    return Conflict(f"channel {name!r} is defined in the comms config file (CODEBLUE_COMMS_CONFIG), which is applied "
+                    "at every start; change it there", field="name")
+
+
+def release_file_channels(s: Session, *, keep: set[str], now: float) -> list[str]:
+    """Channels the file defined at an earlier start but no longer does: they become API-managed channels
+    (kept, since queued messages may name them) rather than staying locked to a file that has dropped them."""
+    gone = list(s.scalars(select(Channel).where(Channel.source == "file", Channel.name.not_in(keep))))
+    for row in gone:
+        row.source, row.updated_at = "api", now
+    s.flush()
+    return [row.name for row in gone]
 
 
 def list_channels(s: Session) -> list[Channel]:
