@@ -170,6 +170,65 @@ def test_feed_counts_what_add_wire_counts(compiled: kernels.Kernels) -> None:
     assert compiled_pipe._complaints == python_pipe._complaints
 
 
+def _random_events(rng: random.Random, t0: float, n: int) -> list[dict[str, Any]]:
+    """Events over a few workflows, versions, segments and fallbacks, with latencies and retrieval ages as floats
+    and ints, and bad outcomes of every kind."""
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        wf = rng.choice(["refund-desk", "finance-qa", "support-desk"])
+        e: dict[str, Any] = {"time": t0 + i * 0.5 + rng.random() * 0.4, "workflow": wf,
+                             "kind": rng.choices(["response", "tool_call", "action", "complaint"], [8, 1, 1, 0.3])[0],
+                             "subject": rng.choice(["acct-1", "acct-2", "acct-3", None]),
+                             "versions": rng.choice([{"prompt/p": "v1"}, {"prompt/p": "v2", "model_alias/m": "a"}, {}])}
+        if rng.random() < 0.3:
+            e["segment"] = rng.choice(["refund_over_100", "vip"])
+        if rng.random() < 0.1:
+            e["fallback"] = "human_queue"
+        if e["kind"] == "response":
+            e["status"] = rng.choice([200] * 9 + [503])
+            e["refusal"] = rng.random() < 0.05
+            if rng.random() < 0.9:
+                # (and values at the thresholds the test sets: only greater is an exceedance)
+                e["latency_ms"] = rng.choice([rng.random() * 3000, rng.randrange(3000), 500.0, 1500, 1200.0])
+            if rng.random() < 0.4:
+                e["retrieval_age_s"] = rng.choice([rng.random() * 86400, rng.randrange(86400), 3600.0, 40000])
+        elif e["kind"] == "tool_call":
+            e.update(tool="t", args_valid=rng.random() < 0.8)
+        elif e["kind"] == "action":
+            e.update(action="a", target=rng.choice(["acct-1", "acct-9"]), authorized_targets=[])
+        else:
+            e["text"] = "the refund was wrong"
+        out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_flush_agrees_with_python(compiled: kernels.Kernels, seed: int) -> None:
+    """Pipeline._flush's loop compiled (`flush`) and in Python (`_flush_accs`): the same bad events, totals,
+    samples and rings, with thresholds and held indicators changing between flushes."""
+    states = []
+    for use in (True, False):
+        rng, knobs = random.Random(seed), random.Random(seed + 100)
+        with kernels.using(use):
+            pipe = Pipeline()
+            for k in range(120):
+                pipe.feed(_random_events(rng, 1.8e9 + 20 * k, rng.randrange(0, 60)))
+                pipe._flush()
+                for ws in pipe._by_no:
+                    ws.lat_thr = knobs.choice([math.inf, 500.0, 1500.0, 2999.5, np.float64(1200.0)])
+                    ws.rage_thr = knobs.choice([math.inf, 3600.0, 40000.0, np.float64(7200.0)])
+                    ws.all.block.hold[ws.all.row, 1] = knobs.random() < 0.2
+                    ws.all.block.hold[ws.all.row, 7] = knobs.random() < 0.2
+            states.append((
+                [(ws.name, list(ws.bad), ws.bad_total, ws.last_b, ws.lat_pending, ws.rage_pending, ws.pending_b)
+                 for ws in pipe._by_no],
+                [(blk.fine.tobytes(), blk.coarse.tobytes(), blk.fine_ids.tobytes(), blk.last_b.tobytes())
+                 for blk in pipe.store.blocks]))
+    got, want = states
+    assert got == want
+    assert sum(ws[2] for ws in got[0]) > 100 and any(ws[4] for ws in got[0]) and any(ws[5] for ws in got[0])
+
+
 @pytest.mark.parametrize("scenario", ["refund-prompt", "wrong-account", "stale-citations", "clean"])
 def test_replay_reports_agree(compiled: kernels.Kernels, scenario: str, tmp_path: Path) -> None:
     """A whole replay (ticks, detection, triage) on a scenario stream: the same incidents, suspects and times."""

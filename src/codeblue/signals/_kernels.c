@@ -732,6 +732,256 @@ static PyObject *feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     return t;
 }
 
+/* ----- Pipeline._flush's loop over the accumulators --------------------------------------------------------
+ *
+ * flush(acc, routes, route, fine_s, (C_LATX, C_LATN, C_RX, C_RSET), bit_lat, bit_rage) is the loop of
+ * Pipeline._flush (pipeline.py, `_flush_accs`, the reference): the same updates of the workflow states, in the
+ * same order, and the same (counts, targets, lat_by_ws, rage_by_ws) for the scatter and the histograms. */
+
+static PyObject *S_lat_thr, *S_rage_thr, *S_bad_total, *S_last_b, *S_all, *S_block, *S_hold, *S_row, *S_no,
+    *S_append, *S_extend;
+
+/* ws.<total> += n */
+static int add_attr(PyObject *ws, PyObject *name, Py_ssize_t n) {
+    PyObject *old = PyObject_GetAttr(ws, name);
+    if (old == NULL) return -1;
+    PyObject *k = PyLong_FromSsize_t(n);
+    PyObject *nv = k ? PyNumber_Add(old, k) : NULL;
+    Py_XDECREF(k);
+    Py_DECREF(old);
+    if (nv == NULL) return -1;
+    int r = PyObject_SetAttr(ws, name, nv);
+    Py_DECREF(nv);
+    return r;
+}
+
+static int set_count(PyObject *c, Py_ssize_t k, Py_ssize_t n) {
+    if (k < 0 || k >= PyList_GET_SIZE(c)) { PyErr_SetString(PyExc_IndexError, "flush: counter index"); return -1; }
+    PyObject *v = PyLong_FromSsize_t(n);
+    if (v == NULL) return -1;
+    return PyList_SetItem(c, k, v);  /* steals v */
+}
+
+/* The latency (or retrieval-age) half of one accumulator: exceedances over the workflow's threshold become bad
+ * entries, and the sample goes to the workflow's pending histogram values unless its indicator is held. */
+static int flush_side(PyObject *ws, PyObject *vals, PyObject *subj, PyObject *c, PyObject *thr_name, Py_ssize_t ix,
+                      Py_ssize_t in, long col, PyObject *bit, PyObject *by, PyObject *b, PyObject **bucket_t,
+                      PyObject *fine_s, PyObject *wsbad) {
+    int rc = -1;
+    PyObject *thr = NULL, *over = NULL, *all = NULL, *blk = NULL, *hold = NULL, *row = NULL, *idx = NULL,
+             *flag = NULL, *no = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(vals);
+    if ((thr = PyObject_GetAttr(ws, thr_name)) == NULL) goto done;
+    int is_inf = PyFloat_CheckExact(thr) ? (PyFloat_AS_DOUBLE(thr) == Py_HUGE_VAL) : 0;
+    if (!PyFloat_CheckExact(thr)) {
+        PyObject *inf = PyFloat_FromDouble(Py_HUGE_VAL);
+        if (inf == NULL) goto done;
+        is_inf = PyObject_RichCompareBool(thr, inf, Py_EQ);
+        Py_DECREF(inf);
+        if (is_inf < 0) goto done;
+    }
+    if ((over = PyList_New(0)) == NULL) goto done;
+    if (!is_inf) {
+        for (Py_ssize_t j = 0; j < n; j++) {
+            PyObject *x = PyList_GET_ITEM(vals, j);
+            int gt;
+            if (PyFloat_CheckExact(x) && PyFloat_CheckExact(thr)) gt = PyFloat_AS_DOUBLE(thr) < PyFloat_AS_DOUBLE(x);
+            else if ((gt = PyObject_RichCompareBool(thr, x, Py_LT)) < 0) goto done;
+            if (gt) {
+                PyObject *jj = PyLong_FromSsize_t(j);
+                if (jj == NULL || PyList_Append(over, jj) < 0) { Py_XDECREF(jj); goto done; }
+                Py_DECREF(jj);
+            }
+        }
+    }
+    Py_ssize_t nover = PyList_GET_SIZE(over);
+    if (set_count(c, ix, nover) < 0) goto done;
+    if (!is_inf && set_count(c, in, n) < 0) goto done;
+    if (nover) {
+        if (*bucket_t == NULL && (*bucket_t = PyNumber_Multiply(b, fine_s)) == NULL) goto done;
+        if (PyList_GET_SIZE(subj) < n) { PyErr_SetString(PyExc_ValueError, "flush: fewer subjects than values"); goto done; }
+        for (Py_ssize_t q = 0; q < nover; q++) {
+            Py_ssize_t j = PyLong_AsSsize_t(PyList_GET_ITEM(over, q));
+            PyObject *item = PyTuple_Pack(3, *bucket_t, PyList_GET_ITEM(subj, j), bit);
+            if (item == NULL) goto done;
+            PyObject *r = PyObject_CallMethodOneArg(wsbad, S_append, item);
+            Py_DECREF(item);
+            if (r == NULL) goto done;
+            Py_DECREF(r);
+        }
+    }
+    if (add_attr(ws, S_bad_total, nover) < 0) goto done;
+    if ((all = PyObject_GetAttr(ws, S_all)) == NULL || (blk = PyObject_GetAttr(all, S_block)) == NULL
+        || (hold = PyObject_GetAttr(blk, S_hold)) == NULL || (row = PyObject_GetAttr(all, S_row)) == NULL)
+        goto done;
+    if ((idx = Py_BuildValue("(Ol)", row, col)) == NULL || (flag = PyObject_GetItem(hold, idx)) == NULL) goto done;
+    int held = PyObject_IsTrue(flag);
+    if (held < 0) goto done;
+    if (!held) {
+        if ((no = PyObject_GetAttr(ws, S_no)) == NULL) goto done;
+        PyObject *prev = PyDict_GetItemWithError(by, no);  /* borrowed */
+        PyObject *entry;
+        if (prev == NULL) {
+            if (PyErr_Occurred()) goto done;
+            PyObject *copy = PyList_GetSlice(vals, 0, n);
+            entry = copy ? PyTuple_Pack(3, ws, copy, b) : NULL;
+            Py_XDECREF(copy);
+        } else {
+            PyObject *pv = PyTuple_GET_ITEM(prev, 1), *pb = PyTuple_GET_ITEM(prev, 2);
+            if (PyList_SetSlice(pv, PyList_GET_SIZE(pv), PyList_GET_SIZE(pv), vals) < 0) goto done;
+            int later = PyObject_RichCompareBool(pb, b, Py_GT);  /* max(b, pb): b unless pb > b */
+            if (later < 0) goto done;
+            entry = PyTuple_Pack(3, ws, pv, later ? pb : b);
+        }
+        if (entry == NULL) goto done;
+        int r = PyDict_SetItem(by, no, entry);
+        Py_DECREF(entry);
+        if (r < 0) goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(thr); Py_XDECREF(over); Py_XDECREF(all); Py_XDECREF(blk); Py_XDECREF(hold); Py_XDECREF(row);
+    Py_XDECREF(idx); Py_XDECREF(flag); Py_XDECREF(no);
+    return rc;
+}
+
+static int extend_repeat(PyObject *lst, PyObject *item, Py_ssize_t n) {
+    for (Py_ssize_t j = 0; j < n; j++)
+        if (PyList_Append(lst, item) < 0) return -1;
+    return 0;
+}
+
+static PyObject *flush(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyTuple_Check(args[4])
+        || PyTuple_GET_SIZE(args[4]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "flush(acc: dict, routes: dict, route, fine_s, (latx, latn, rx, rset), "
+                                         "bit_lat, bit_rage)");
+        return NULL;
+    }
+    if (A_TYPE == NULL) { PyErr_SetString(PyExc_RuntimeError, "setup_lines() was not called"); return NULL; }
+#define NAME(var, str) if (var == NULL && (var = PyUnicode_InternFromString(str)) == NULL) return NULL
+    NAME(S_lat_thr, "lat_thr"); NAME(S_rage_thr, "rage_thr"); NAME(S_bad_total, "bad_total"); NAME(S_last_b, "last_b");
+    NAME(S_all, "all"); NAME(S_block, "block"); NAME(S_hold, "hold"); NAME(S_row, "row"); NAME(S_no, "no");
+    NAME(S_append, "append"); NAME(S_extend, "extend");
+#undef NAME
+    PyObject *acc = args[0], *routes = args[1], *route_fn = args[2], *fine_s = args[3];
+    PyObject *bit_lat = args[5], *bit_rage = args[6];
+    Py_ssize_t ix[4];
+    for (int j = 0; j < 4; j++)
+        if ((ix[j] = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[4], j))) == -1 && PyErr_Occurred()) return NULL;
+    PyObject *counts = PyList_New(0), *targets = PyDict_New(), *lat_by = PyDict_New(), *rage_by = PyDict_New();
+    PyObject *result = NULL;
+    if (counts == NULL || targets == NULL || lat_by == NULL || rage_by == NULL) goto out;
+    PyObject *key, *a;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(acc, &pos, &key, &a)) {
+        PyObject *route = NULL, *c = NULL, *vals = NULL, *subj = NULL, *bad = NULL, *wsbad = NULL, *bucket_t = NULL,
+                 *last_b = NULL, *kk = NULL;
+        int ok = 0;
+        if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 5) {
+            PyErr_SetString(PyExc_TypeError, "flush: an accumulator key is not (b, wf, vk, seg, fb)");
+            goto next;
+        }
+        PyObject *b = PyTuple_GET_ITEM(key, 0);
+        {
+            PyObject *rkey = PyTuple_GetSlice(key, 1, 5);
+            if (rkey == NULL) goto next;
+            route = PyDict_GetItemWithError(routes, rkey);  /* borrowed */
+            Py_DECREF(rkey);
+            if (route != NULL) Py_INCREF(route);
+            else if (PyErr_Occurred()) goto next;
+            else {
+                PyObject *rargs[5] = {PyTuple_GET_ITEM(key, 1), PyTuple_GET_ITEM(key, 2), PyTuple_GET_ITEM(key, 3),
+                                      PyTuple_GET_ITEM(key, 4), b};  /* route(wf, vk, seg, fb, b) */
+                if ((route = PyObject_Vectorcall(route_fn, rargs, 5, NULL)) == NULL) goto next;
+            }
+        }
+        if (!PyTuple_Check(route) || PyTuple_GET_SIZE(route) != 4 || !PyTuple_Check(PyTuple_GET_ITEM(route, 3))) {
+            PyErr_SetString(PyExc_TypeError, "flush: a route is not (ws, block, rows, more)");
+            goto next;
+        }
+        PyObject *ws = PyTuple_GET_ITEM(route, 0);
+        if ((c = ACC(a, A_C)) == NULL) goto next;
+        if (!PyList_Check(c)) { PyErr_SetString(PyExc_TypeError, "flush: an accumulator's c is not a list"); goto next; }
+        if ((wsbad = PyObject_GetAttr(ws, S_bad)) == NULL) goto next;
+        for (int side = 0; side < 2; side++) {
+            if ((vals = ACC(a, side ? A_RAGE : A_LAT)) == NULL) goto next;
+            if (!PyList_Check(vals)) { PyErr_SetString(PyExc_TypeError, "flush: samples are not a list"); goto next; }
+            if (PyList_GET_SIZE(vals)) {
+                if ((subj = ACC(a, side ? A_RAGE_SUBJ : A_LAT_SUBJ)) == NULL) goto next;
+                if (!PyList_Check(subj)) { PyErr_SetString(PyExc_TypeError, "flush: subjects are not a list"); goto next; }
+                if (flush_side(ws, vals, subj, c, side ? S_rage_thr : S_lat_thr, ix[side ? 2 : 0], ix[side ? 3 : 1],
+                               side ? 7 : 1, side ? bit_rage : bit_lat, side ? rage_by : lat_by, b, &bucket_t,
+                               fine_s, wsbad) < 0)
+                    goto next;
+                Py_CLEAR(subj);
+            }
+            Py_CLEAR(vals);
+        }
+        if ((bad = ACC(a, A_BAD)) == NULL) goto next;
+        {
+            Py_ssize_t nb = PyObject_Length(bad);
+            if (nb < 0) goto next;
+            if (nb) {
+                PyObject *r = PyObject_CallMethodOneArg(wsbad, S_extend, bad);
+                if (r == NULL) goto next;
+                Py_DECREF(r);
+                if (add_attr(ws, S_bad_total, nb) < 0) goto next;
+            }
+        }
+        if ((last_b = PyObject_GetAttr(ws, S_last_b)) == NULL) goto next;
+        {
+            int later = PyObject_RichCompareBool(b, last_b, Py_GT);
+            if (later < 0 || (later && PyObject_SetAttr(ws, S_last_b, b) < 0)) goto next;
+        }
+        if ((kk = PyLong_FromSsize_t(PyList_GET_SIZE(counts))) == NULL || PyList_Append(counts, c) < 0) goto next;
+        {
+            PyObject *more = PyTuple_GET_ITEM(route, 3);
+            for (Py_ssize_t g = -1; g < PyTuple_GET_SIZE(more); g++) {
+                PyObject *blk, *rr;
+                if (g < 0) { blk = PyTuple_GET_ITEM(route, 1); rr = PyTuple_GET_ITEM(route, 2); }
+                else {
+                    PyObject *pair = PyTuple_GET_ITEM(more, g);
+                    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                        PyErr_SetString(PyExc_TypeError, "flush: a route's other blocks are not (block, rows)");
+                        goto next;
+                    }
+                    blk = PyTuple_GET_ITEM(pair, 0); rr = PyTuple_GET_ITEM(pair, 1);
+                }
+                PyObject *id = PyLong_FromVoidPtr(blk);
+                if (id == NULL) goto next;
+                PyObject *t = PyDict_GetItemWithError(targets, id);  /* borrowed */
+                if (t == NULL) {
+                    if (PyErr_Occurred()) { Py_DECREF(id); goto next; }
+                    PyObject *l1 = PyList_New(0), *l2 = PyList_New(0), *l3 = PyList_New(0);
+                    PyObject *nt = (l1 && l2 && l3) ? PyTuple_Pack(4, blk, l1, l2, l3) : NULL;
+                    Py_XDECREF(l1); Py_XDECREF(l2); Py_XDECREF(l3);
+                    int r = nt ? PyDict_SetItem(targets, id, nt) : -1;
+                    Py_XDECREF(nt);
+                    if (r < 0) { Py_DECREF(id); goto next; }
+                    t = nt;  /* the dict holds it */
+                }
+                Py_DECREF(id);
+                Py_ssize_t nr = PyObject_Length(rr);
+                if (nr < 0) goto next;
+                PyObject *trows = PyTuple_GET_ITEM(t, 1);
+                if (PyList_SetSlice(trows, PyList_GET_SIZE(trows), PyList_GET_SIZE(trows), rr) < 0) goto next;
+                if (extend_repeat(PyTuple_GET_ITEM(t, 2), b, nr) < 0 || extend_repeat(PyTuple_GET_ITEM(t, 3), kk, nr) < 0)
+                    goto next;
+            }
+        }
+        ok = 1;
+    next:
+        Py_XDECREF(route); Py_XDECREF(c); Py_XDECREF(vals); Py_XDECREF(subj); Py_XDECREF(bad); Py_XDECREF(wsbad);
+        Py_XDECREF(bucket_t); Py_XDECREF(last_b); Py_XDECREF(kk);
+        if (!ok) goto out;
+    }
+    result = PyTuple_Pack(4, counts, targets, lat_by, rage_by);
+out:
+    Py_XDECREF(counts); Py_XDECREF(targets); Py_XDECREF(lat_by); Py_XDECREF(rage_by);
+    return result;
+}
+
 static PyObject *count(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4 || !PyDict_Check(args[0]) || !PyList_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "count(accs: dict, complaints: list, event, key)");
@@ -756,6 +1006,7 @@ static PyMethodDef methods[] = {
     {"decode_line", (PyCFunction)decode_line_py, METH_O, "decode.decode_line, compiled."},
     {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL, "decode_line and _add_wire of one line."},
     {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL, "Pipeline._add_wire on the given accumulators."},
+    {"flush", (PyCFunction)(void (*)(void))flush, METH_FASTCALL, "Pipeline._flush's loop over the accumulators."},
     {NULL, NULL, 0, NULL},
 };
 

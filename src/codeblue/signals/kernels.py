@@ -44,6 +44,9 @@ class Kernels(Protocol):
     def count(self, accs: dict[Any, Any], complaints: list[Any], event: Any, key: tuple[tuple[str, str], ...], /
               ) -> None: ...
 
+    def flush(self, acc: dict[Any, Any], routes: dict[Any, Any], route: Any, fine_s: float,
+              columns: tuple[int, int, int, int], bit_lat: int, bit_rage: int, /) -> tuple[Any, Any, Any, Any]: ...
+
     def scatter(self, fine: Any, fine_ids: Any, coarse: Any, coarse_ids: Any, last_b: Any, cap: int, coarse_n: int,
                 per_coarse: int, rows: list[int], bs: list[int], ks: list[int], counts: list[list[int]], /
                 ) -> None: ...

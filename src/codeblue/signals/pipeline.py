@@ -594,6 +594,34 @@ class Pipeline:
         acc, self._acc = self._acc, {}
         if not acc:
             return
+        kern = kernels.loaded()
+        if kern is not None and kernels.line_path() is not None:  # the loop below, compiled
+            counts, targets, lat_by_ws, rage_by_ws = kern.flush(
+                acc, self._routes, self._route, FINE_S, (C_LATX, C_LATN, C_RX, C_RSET), BIT_LAT, BIT_RAGE)
+        else:
+            counts, targets, lat_by_ws, rage_by_ws = self._flush_accs(acc)
+        if kern is not None:  # windows.scatter_add, compiled: straight from these lists
+            for blk, rows, bs, ks in targets.values():
+                kern.scatter(blk.fine, blk.fine_ids, blk.coarse, blk.coarse_ids, blk.last_b, blk.cap, COARSE_N,
+                          COARSE_PER_FINE, rows, bs, ks, counts)
+        else:
+            mat = np.array(counts, dtype=np.int32)
+            for blk, rows, bs, ks in targets.values():
+                scatter_add(blk, np.array(rows, dtype=np.int64), np.array(bs, dtype=np.int64), mat[ks])
+        for ws, vals, b in lat_by_ws.values():
+            ws.lat_pending.extend(vals)
+            ws.pending_b = max(ws.pending_b, b)
+        for ws, vals, b in rage_by_ws.values():
+            ws.rage_pending.extend(vals)
+            ws.pending_b = max(ws.pending_b, b)
+
+    def _flush_accs(self, acc: dict[tuple[int, str, tuple[tuple[str, str], ...], str | None, str | None], _Acc]
+                    ) -> tuple[list[list[int]], dict[int, tuple[Block, list[int], list[int], list[int]]],
+                               dict[int, tuple[WorkflowState, list[float], int]],
+                               dict[int, tuple[WorkflowState, list[float], int]]]:
+        """The accumulators' counts, bad events and samples handed to their workflows: (count vectors, per block
+        the rows / buckets / count indices to scatter, per workflow the latency and retrieval-age samples to
+        fold). The compiled `flush` kernel is this loop in C."""
         counts: list[list[int]] = []
         targets: dict[int, tuple[Block, list[int], list[int], list[int]]] = {}
         lat_by_ws: dict[int, tuple[WorkflowState, list[float], int]] = {}
@@ -648,21 +676,7 @@ class Pipeline:
                 t[1].extend(rr)
                 t[2].extend([b] * len(rr))
                 t[3].extend([k] * len(rr))
-        kern = kernels.loaded()
-        if kern is not None:  # windows.scatter_add, compiled: straight from these lists
-            for blk, rows, bs, ks in targets.values():
-                kern.scatter(blk.fine, blk.fine_ids, blk.coarse, blk.coarse_ids, blk.last_b, blk.cap, COARSE_N,
-                          COARSE_PER_FINE, rows, bs, ks, counts)
-        else:
-            mat = np.array(counts, dtype=np.int32)
-            for blk, rows, bs, ks in targets.values():
-                scatter_add(blk, np.array(rows, dtype=np.int64), np.array(bs, dtype=np.int64), mat[ks])
-        for ws, vals, b in lat_by_ws.values():
-            ws.lat_pending.extend(vals)
-            ws.pending_b = max(ws.pending_b, b)
-        for ws, vals, b in rage_by_ws.values():
-            ws.rage_pending.extend(vals)
-            ws.pending_b = max(ws.pending_b, b)
+        return counts, targets, lat_by_ws, rage_by_ws
 
     def _fold_histograms(self) -> None:
         """Fold the latency and retrieval-age samples of the last minute into the percentile histograms."""
