@@ -9,6 +9,7 @@ baselines, rings, accumulators — must be identical."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 from collections.abc import Iterator
@@ -153,9 +154,88 @@ def test_decode_line_agrees_with_python(compiled: kernels.Kernels) -> None:
     assert accepted > 5_000 and refused > 5_000
 
 
+_COUNTED = ("time", "workflow", "kind", "segment", "fallback", "status", "refusal", "grounded", "latency_ms",
+            "subject", "retrieval_age_s", "args_valid", "target", "authorized_targets", "text")
+_NUMBERS = ["0", "00", "01", "1.", ".5", "1.5", "0.5", "0.0", "1e5", "1E+5", "1e-5", "2.5E-3", "1e22", "1e23",
+            "1e-22", "1e-23", "123456789012345", "1234567890123456", "123456789012345678", "1234567890123456789",
+            "0.000000000000000000001", "1.7976931348623157e308", "1e400", "-0", "-1", "-0.0", "0.1",
+            "0.30000000000000004", "3.141592653589793", "1795507200.301", "100000000000", "100000000001",
+            "100000000000.5", "99999999999.99999", "1e11", "1.00000000000000000001", "2139.4", "999", "1000",
+            "500", "12.50", "0e0", "0E-0", "1e1000", "1e", "1e+", "1.e5", "5e", "NaN", "Infinity", "0x10", "+1"]
+
+
+def _scan_cases(rng: random.Random) -> Iterator[bytes]:
+    """Lines at the edges of the scanner's subset: number spellings, whitespace, escapes, repeated keys,
+    non-ASCII and control bytes, versions texts, trailing bytes."""
+    base = {"time": 1795507200.301, "workflow": "refund-desk", "kind": "response", "subject": "acct-1",
+            "versions": {"prompt/refund-assistant": "v41"}, "status": 200, "latency_ms": 12.5, "refusal": False}
+    for _ in range(8000):
+        d = dict(base)
+        d["kind"] = rng.choice(["response", "tool_call", "action", "complaint", "Response", "answer"])
+        if d["kind"] == "action":
+            d.update(target=rng.choice(["acct-1", "acct-9", ""]), authorized_targets=rng.choice([["acct-9"], [], None]))
+        if d["kind"] == "complaint":
+            d["text"] = rng.choice(["wrong refund", "", None])
+        raw = json.dumps(d, separators=(",", ":"))
+        r = rng.random()
+        if r < 0.5:  # a number spelled another way
+            field = rng.choice(["time", "latency_ms", "status", "retrieval_age_s"])
+            lit = rng.choice([*_NUMBERS, f"{rng.random() * 10 ** rng.randrange(-3, 12):.{rng.randrange(0, 18)}g}",
+                              f"{rng.randrange(10 ** rng.randrange(1, 19))}",
+                              f"{rng.randrange(1, 10 ** 15)}e{rng.randrange(-25, 26)}"])
+            raw = raw[:-1] + f',"{field}":{lit}}}' if f'"{field}"' not in raw else \
+                raw.replace(f'"{field}":{json.dumps(d[field])}', f'"{field}":{lit}', 1)
+        elif r < 0.6:
+            raw = raw.replace(",", rng.choice([" ,", ", ", ",\t", "\r\n,"]), rng.randrange(1, 4))
+            raw = raw.replace(":", rng.choice([" :", ": ", ":\n"]), rng.randrange(1, 3))
+        elif r < 0.7:
+            raw = raw.replace("acct-1", rng.choice(["acct\\u002d1", "acct-\u00e9", "acct\\n1", "acct\x7f1",
+                                                    "acct\x011", "acct\\\"1"]))
+        elif r < 0.75:
+            raw = raw[:-1] + rng.choice([',"time":5}', ',"subject":"x"}', ',"trace_id":"a","trace_id":"b"}',
+                                         ',"trace_id":5}', ',"model":null}', ',"arguments":{}}', ',"attributes":null}',
+                                         ',"colour":"red"}', ',"versions":null}', ',}', '}'])
+        elif r < 0.8:
+            raw = raw.replace('{"prompt/refund-assistant":"v41"}', rng.choice(
+                ['{}', '{"prompt/a":"v1","model_alias/b":"m"}', '{"prompt/a":42}', '{"prompt/a":"v1","prompt/a":"v2"}',
+                 '{"noslash":"v1"}', '{"prompt/a":""}', '{ "prompt/a" : "v1" }', '["prompt/a"]', 'null']))
+        elif r < 0.85:
+            raw = raw + rng.choice(["", " ", "\n", "x", "}", " {}", "\r\n"])
+        elif r < 0.9:
+            raw = rng.choice([" ", "\n", "\t"]) + raw
+        elif r < 0.95:
+            raw = raw.replace('"workflow":"refund-desk"', rng.choice(
+                ['"workflow":""', '"workflow":"' + "w" * 200 + '"', '"workflow":"' + "w" * 201 + '"', '"workflow":5',
+                 '"workflow":null']))
+        yield raw.encode("utf-8", "surrogatepass")
+
+
+def test_scan_reads_what_the_struct_decoder_reads(compiled: kernels.Kernels) -> None:
+    """The line scanner (replay's fast path) against the struct decoder: every line it reads, the decoder accepts
+    with the same values (and types) and versions key; what it refuses takes the decoder's path unchanged."""
+    rng = random.Random(20261129)
+    lines = list(_scan_cases(rng)) + [_line(rng) for _ in range(20_000)]
+    read = 0
+    for i, raw in enumerate(lines):
+        if i == 8000:
+            assert read > 2000  # (the edge cases: most of the decoder's accepted ones are in the subset)
+        want = compiled.decode_line(raw)  # (first: the scanner reads versions texts the decoder has cached)
+        got = compiled.scan(raw)
+        if got is None:
+            continue
+        read += 1
+        assert want is not None, raw
+        fields, vk = got
+        assert vk == want[1], raw
+        for name in _COUNTED:
+            value = getattr(want[0], name)
+            assert fields[name] == value and type(fields[name]) is type(value), (raw, name, fields[name], value)
+    assert read > 3_500
+
+
 def test_feed_counts_what_add_wire_counts(compiled: kernels.Kernels) -> None:
     rng = random.Random(5)
-    lines = [_line(rng) for _ in range(6_000)]
+    lines = [_line(rng) for _ in range(6_000)] + list(_scan_cases(rng))  # (the second: mostly the scanner's)
     compiled_pipe, python_pipe = Pipeline(), Pipeline()
     for pipe in (compiled_pipe, python_pipe):
         pipe.tick = lambda now: []  # type: ignore[method-assign]  # counts only: compare the accumulators

@@ -1,6 +1,7 @@
-/* Compiled kernels for the vitals monitor's tick: `close_block`, the screening half of `test_block`, and the
- * ring scatter of `_flush` (codeblue/signals/detect.py and windows.py hold the numpy implementations, which
- * stay the reference and the fallback when this module is not built).
+/* Compiled kernels for the vitals monitor's tick: `close_block`, the screening half of `test_block`, the loop and
+ * the ring scatter of `_flush` (codeblue/signals/detect.py, windows.py and pipeline.py hold the numpy and Python
+ * implementations, which stay the reference and the fallback when this module is not built), and replay's line
+ * path (below).
  *
  * At the library's density a tick works on a few dozen rows, where numpy's per-call overhead (about 1 us per
  * call, 40-odd calls per block) is most of the cost; the same arithmetic as plain loops costs a few
@@ -571,22 +572,21 @@ static int append_attr(PyObject *obj, int field, PyObject *item) {
     return r;
 }
 
-/* Pipeline._add_wire(e, vk) on the given accumulators: 0, or -1 with an exception set. */
-static int count_c(PyObject *accs, PyObject *complaints, PyObject *e, PyObject *vk) {
+/* Pipeline._add_wire on the given accumulators, from the event's fields f[F_...] (borrowed references, Py_None
+ * where the event has none): 0, or -1 with an exception set. The one compiled copy of the counting rules: the
+ * struct path (count_c) and the scanner (feed) both come here. */
+static int count_ev(PyObject *accs, PyObject *complaints, PyObject *const *f, PyObject *vk) {
     int rc = -1;
-    PyObject *t = NULL, *wf = NULL, *seg = NULL, *fb = NULL, *key = NULL, *acc = NULL, *c = NULL, *kind = NULL,
-             *subject = NULL, *x = NULL, *y = NULL;
+    PyObject *key = NULL, *acc = NULL, *c = NULL, *x, *y, *subject;
+    PyObject *t = f[F_TIME], *wf = f[F_WORKFLOW], *kind = f[F_KIND];
     long bits = 0;
-    if ((t = FIELD(e, F_TIME)) == NULL || (wf = FIELD(e, F_WORKFLOW)) == NULL
-        || (seg = FIELD(e, F_SEGMENT)) == NULL || (fb = FIELD(e, F_FALLBACK)) == NULL)
-        goto done;
     {
         PyObject *q = PyNumber_FloorDivide(t, L_fine_s);
         if (q == NULL) goto done;
         PyObject *b = PyNumber_Long(q);
         Py_DECREF(q);
         if (b == NULL) goto done;
-        key = PyTuple_Pack(5, b, wf, vk, seg, fb);
+        key = PyTuple_Pack(5, b, wf, vk, f[F_SEGMENT], f[F_FALLBACK]);
         Py_DECREF(b);
         if (key == NULL) goto done;
     }
@@ -600,29 +600,25 @@ static int count_c(PyObject *accs, PyObject *complaints, PyObject *e, PyObject *
         if (c != NULL) PyErr_SetString(PyExc_TypeError, "count: an accumulator's c is not a list of counts");
         goto done;
     }
-    if ((kind = FIELD(e, F_KIND)) == NULL) goto done;
     if (!PyUnicode_Check(kind)) { PyErr_SetString(PyExc_TypeError, "count: kind is not a str"); goto done; }
     if (PyUnicode_CompareWithASCIIString(kind, "response") == 0) {
         if (bump(c, 0) < 0) goto done;
-        if ((x = FIELD(e, F_STATUS)) == NULL) goto done;
+        x = f[F_STATUS];
         int err = 0;
         if (x != Py_None && (err = PyObject_RichCompareBool(x, I_500, Py_GE)) < 0) goto done;
-        Py_CLEAR(x);
         if (err) {
             if (bump(c, 1) < 0) goto done;
             bits = B_ERR;
         } else {
             if (bump(c, 2) < 0) goto done;
-            if ((x = FIELD(e, F_REFUSAL)) == NULL) goto done;
-            int ref = PyObject_IsTrue(x);
-            Py_CLEAR(x);
+            int ref = PyObject_IsTrue(f[F_REFUSAL]);
             if (ref < 0) goto done;
             if (ref) {
                 if (bump(c, 3) < 0) goto done;
                 bits = B_REF;
             }
         }
-        if ((x = FIELD(e, F_GROUNDED)) == NULL) goto done;
+        x = f[F_GROUNDED];
         if (x != Py_None) {
             if (bump(c, 4) < 0) goto done;
             int g = PyObject_IsTrue(x);
@@ -632,55 +628,37 @@ static int count_c(PyObject *accs, PyObject *complaints, PyObject *e, PyObject *
                 bits |= B_GFAIL;
             }
         }
-        Py_CLEAR(x);
-        if ((x = FIELD(e, F_LATENCY)) == NULL) goto done;
-        if (x != Py_None) {
-            if ((subject = FIELD(e, F_SUBJECT)) == NULL) goto done;
-            if (append_attr(acc, A_LAT, x) < 0 || append_attr(acc, A_LAT_SUBJ, subject) < 0) goto done;
-            Py_CLEAR(subject);
-        }
-        Py_CLEAR(x);
-        if ((x = FIELD(e, F_RAGE)) == NULL) goto done;
-        if (x != Py_None) {
-            if ((subject = FIELD(e, F_SUBJECT)) == NULL) goto done;
-            if (append_attr(acc, A_RAGE, x) < 0 || append_attr(acc, A_RAGE_SUBJ, subject) < 0) goto done;
-            Py_CLEAR(subject);
-        }
-        Py_CLEAR(x);
+        x = f[F_LATENCY];
+        if (x != Py_None && (append_attr(acc, A_LAT, x) < 0 || append_attr(acc, A_LAT_SUBJ, f[F_SUBJECT]) < 0))
+            goto done;
+        x = f[F_RAGE];
+        if (x != Py_None && (append_attr(acc, A_RAGE, x) < 0 || append_attr(acc, A_RAGE_SUBJ, f[F_SUBJECT]) < 0))
+            goto done;
     } else if (PyUnicode_CompareWithASCIIString(kind, "tool_call") == 0) {
         if (bump(c, 6) < 0) goto done;
-        if ((x = FIELD(e, F_ARGS_VALID)) == NULL) goto done;
-        if (x == Py_False) {
+        if (f[F_ARGS_VALID] == Py_False) {
             if (bump(c, 7) < 0) goto done;
             bits = B_TOOL;
         }
-        Py_CLEAR(x);
     } else if (PyUnicode_CompareWithASCIIString(kind, "action") == 0) {
         if (bump(c, 8) < 0) goto done;
-        if ((x = FIELD(e, F_TARGET)) == NULL) goto done;
+        x = f[F_TARGET];
         int wrong = PyObject_IsTrue(x);
         if (wrong < 0) goto done;
+        if (wrong && (wrong = PyObject_RichCompareBool(x, f[F_SUBJECT], Py_NE)) < 0) goto done;
         if (wrong) {
-            if ((subject = FIELD(e, F_SUBJECT)) == NULL) goto done;
-            wrong = PyObject_RichCompareBool(x, subject, Py_NE);
-            Py_CLEAR(subject);
-            if (wrong < 0) goto done;
-        }
-        if (wrong) {
-            if ((y = FIELD(e, F_AUTHORIZED)) == NULL) goto done;
+            y = f[F_AUTHORIZED];
             int listed = PyObject_IsTrue(y);
             if (listed < 0) goto done;
             if (listed && (listed = PySequence_Contains(y, x)) < 0) goto done;
-            Py_CLEAR(y);
             wrong = !listed;
         }
-        Py_CLEAR(x);
         if (wrong) {
             if (bump(c, 9) < 0) goto done;
             bits = B_WRONG;
         }
     } else {
-        if ((x = FIELD(e, F_TEXT)) == NULL) goto done;
+        x = f[F_TEXT];
         int has = PyObject_IsTrue(x);
         if (has < 0) goto done;
         if (has) {
@@ -688,12 +666,11 @@ static int count_c(PyObject *accs, PyObject *complaints, PyObject *e, PyObject *
             if (item == NULL || PyList_Append(complaints, item) < 0) { Py_XDECREF(item); goto done; }
             Py_DECREF(item);
         }
-        Py_CLEAR(x);
         if (bump(c, 10) < 0) goto done;
         bits = B_COMPL;
     }
     if (bits) {
-        if ((subject = FIELD(e, F_SUBJECT)) == NULL) goto done;
+        subject = f[F_SUBJECT];
         PyObject *bo = PyLong_FromLong(bits);
         PyObject *item = bo ? PyTuple_Pack(3, t, subject, bo) : NULL;
         Py_XDECREF(bo);
@@ -702,9 +679,385 @@ static int count_c(PyObject *accs, PyObject *complaints, PyObject *e, PyObject *
     }
     rc = 0;
 done:
-    Py_XDECREF(t); Py_XDECREF(wf); Py_XDECREF(seg); Py_XDECREF(fb); Py_XDECREF(key); Py_XDECREF(acc);
-    Py_XDECREF(c); Py_XDECREF(kind); Py_XDECREF(subject); Py_XDECREF(x); Py_XDECREF(y);
+    Py_XDECREF(key); Py_XDECREF(acc); Py_XDECREF(c);
     return rc;
+}
+
+/* The fields count_ev reads. */
+static const int COUNTED[] = {F_TIME, F_WORKFLOW, F_KIND, F_SEGMENT, F_FALLBACK, F_STATUS, F_REFUSAL, F_GROUNDED,
+                              F_LATENCY, F_SUBJECT, F_RAGE, F_ARGS_VALID, F_TARGET, F_AUTHORIZED, F_TEXT};
+#define N_COUNTED ((int)(sizeof(COUNTED) / sizeof(COUNTED[0])))
+
+static void clear_fields(PyObject **f) {
+    for (int j = 0; j < NF; j++) Py_CLEAR(f[j]);
+}
+
+/* Pipeline._add_wire(e, vk) on the given accumulators, from a decoded struct: 0, or -1 with an exception set. */
+static int count_c(PyObject *accs, PyObject *complaints, PyObject *e, PyObject *vk) {
+    PyObject *f[NF] = {NULL};
+    int rc = -1;
+    for (int j = 0; j < N_COUNTED; j++)
+        if ((f[COUNTED[j]] = FIELD(e, COUNTED[j])) == NULL) goto done;
+    rc = count_ev(accs, complaints, f, vk);
+done:
+    clear_fields(f);
+    return rc;
+}
+
+/* ----- the line scanner: the common line without msgspec ---------------------------------------------------------
+ *
+ * scan_line reads the plainest Event v1 lines itself and builds only the objects count_ev reads. It accepts a
+ * strict subset of what the struct decoder accepts, and for it produces the same values:
+ *   - one JSON object, each key at most once and a WireEvent field, `time`, `workflow` and `kind` present;
+ *   - strings of printable ASCII without escapes (anything else: a backslash, a control character, a byte of
+ *     UTF-8 beyond ASCII);
+ *   - numbers without a sign: integers of at most 18 digits without a leading zero, and decimals of at most 15
+ *     significant digits and a power of ten within 1e±22, where every correctly rounded parser gives the same
+ *     double (msgspec's and strtod both round correctly);
+ *   - each field's type and range as the struct declares them (decode.py);
+ *   - `versions` as an object of plain strings whose text is already in the versions cache (the struct path
+ *     filled it; the key is the one it computed for the same bytes), and neither `arguments` nor `attributes`.
+ * Anything else returns 0 and the line takes the struct path, which judges it as before. */
+
+static PyObject *S_response, *S_tool_call, *S_action, *S_complaint;
+
+/* A str of printable ASCII bytes (what scan_str accepts). */
+static inline PyObject *ascii_str(const char *s, Py_ssize_t n) {
+    PyObject *o = PyUnicode_New(n, 127);
+    if (o != NULL) memcpy(PyUnicode_DATA(o), s, (size_t)n);
+    return o;
+}
+static Py_ssize_t MAX_WF = 0;
+
+enum { K_SKIP = 32, K_DEFER = 64 };  /* K_SKIP + i: the i-th string field nothing counts */
+
+typedef struct { const char *p, *end; } Cur;
+
+static inline void skip_ws(Cur *c) {
+    if (c->p < c->end && (unsigned char)*c->p > ' ') return;  /* (compact JSON: no whitespace between tokens) */
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+static inline int eat(Cur *c, char ch) {
+    skip_ws(c);
+    if (c->p < c->end && *c->p == ch) { c->p++; return 1; }
+    return 0;
+}
+
+static inline int peek(Cur *c, char ch) {
+    skip_ws(c);
+    return c->p < c->end && *c->p == ch;
+}
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+/* The bytes of w below n (n <= 128), or equal to 0 after w ^ k: the lowest flagged byte is always a true one
+ * (a borrow can only flag bytes above it). */
+#define BELOW(w, n) (((w) - ONES * (n)) & ~(w) & HIGHS)
+#define ZERO(w) BELOW((w), 1)
+
+/* A plain string at the cursor: its bytes in [*s, *s + *n). 0 if it is not one. */
+static int scan_str(Cur *c, const char **s, Py_ssize_t *n) {
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != '"') return 0;
+    const char *q = c->p + 1;
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* eight bytes at a time to the first one that is not printable ASCII or is '"' or '\\' */
+    while (c->end - q >= 8) {
+        uint64_t w;
+        memcpy(&w, q, 8);
+        uint64_t hit = (w & HIGHS) | BELOW(w, 0x20) | ZERO(w ^ (ONES * '"')) | ZERO(w ^ (ONES * '\\'))
+                       | ZERO(w ^ (ONES * 0x7F));
+        if (hit) { q += __builtin_ctzll(hit) >> 3; break; }
+        q += 8;
+    }
+#endif
+    while (q < c->end) {
+        unsigned char ch = (unsigned char)*q;
+        if (ch == '"') { *s = c->p + 1; *n = q - (c->p + 1); c->p = q + 1; return 1; }
+        if (ch < 0x20 || ch >= 0x7F || ch == '\\') return 0;
+        q++;
+    }
+    return 0;
+}
+
+static inline int scan_lit(Cur *c, const char *lit, Py_ssize_t n) {
+    skip_ws(c);
+    if (c->end - c->p >= n && memcmp(c->p, lit, (size_t)n) == 0) { c->p += n; return 1; }
+    return 0;
+}
+
+/* A number in the plain subset: 1 with *is_int and *iv (an integer literal) or *dv (a decimal); 0 if not. */
+static int scan_num(Cur *c, int *is_int, long long *iv, double *dv) {
+    skip_ws(c);
+    const char *p = c->p;
+    if (p >= c->end || *p < '0' || *p > '9') return 0;
+    int digits = 0, sig = 0, frac = 0;
+    long long v = 0, m = 0;  /* m: the significant digits as an integer (below 10^15 < 2^53: exact as a double) */
+    if (*p == '0') {
+        p++;
+        digits = 1;
+        if (p < c->end && *p >= '0' && *p <= '9') return 0;  /* a leading zero */
+    } else {
+        while (p < c->end && *p >= '0' && *p <= '9') { v = v * 10 + (*p - '0'); p++; digits++; sig++; if (digits > 18) return 0; }
+    }
+    m = v;
+    int is_i = 1, exp = 0;
+    if (p < c->end && *p == '.') {
+        is_i = 0;
+        p++;
+        if (p >= c->end || *p < '0' || *p > '9') return 0;
+        while (p < c->end && *p >= '0' && *p <= '9') {
+            if (sig || *p != '0') sig++;
+            if (sig > 15) return 0;
+            m = m * 10 + (*p - '0');
+            frac++;
+            p++;
+        }
+    }
+    if (p < c->end && (*p == 'e' || *p == 'E')) {
+        is_i = 0;
+        p++;
+        int neg = 0;
+        if (p < c->end && (*p == '+' || *p == '-')) { neg = *p == '-'; p++; }
+        if (p >= c->end || *p < '0' || *p > '9') return 0;
+        int ed = 0;
+        while (p < c->end && *p >= '0' && *p <= '9') { exp = exp * 10 + (*p - '0'); p++; if (++ed > 3) return 0; }
+        if (neg) exp = -exp;
+    }
+    if (p < c->end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' || *p == '-'))
+        return 0;
+    if (is_i) {
+        *is_int = 1;
+        *iv = v;
+    } else {
+        /* Clinger's fast path: m and 10^|e| are exact doubles, so one IEEE multiplication or division gives
+         * the correctly rounded value, the one any correct parser gives (the build keeps double arithmetic
+         * strict: SSE2, -ffp-contract=off) */
+        static const double P10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+                                     1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+        int e10 = exp - frac;
+        if (sig > 15 || e10 < -22 || e10 > 22) return 0;
+        double d = (double)m;
+        d = e10 >= 0 ? d * P10[e10] : d / P10[-e10];
+        if (!isfinite(d)) return 0;
+        *is_int = 0;
+        *dv = d;
+    }
+    c->p = p;
+    return 1;
+}
+
+/* A field name: its F_ index, K_SKIP + i (a string field nothing counts), or K_DEFER (`arguments`, `attributes`,
+ * or not a field: the struct path decides). */
+static int field_of(const char *s, Py_ssize_t n) {
+#define IS(lit) (n == (Py_ssize_t)sizeof(lit) - 1 && memcmp(s, lit, sizeof(lit) - 1) == 0)
+    if (IS("time")) return F_TIME;
+    if (IS("workflow")) return F_WORKFLOW;
+    if (IS("kind")) return F_KIND;
+    if (IS("versions")) return F_VERSIONS;
+    if (IS("subject")) return F_SUBJECT;
+    if (IS("segment")) return F_SEGMENT;
+    if (IS("fallback")) return F_FALLBACK;
+    if (IS("status")) return F_STATUS;
+    if (IS("latency_ms")) return F_LATENCY;
+    if (IS("refusal")) return F_REFUSAL;
+    if (IS("grounded")) return F_GROUNDED;
+    if (IS("retrieval_age_s")) return F_RAGE;
+    if (IS("args_valid")) return F_ARGS_VALID;
+    if (IS("target")) return F_TARGET;
+    if (IS("authorized_targets")) return F_AUTHORIZED;
+    if (IS("text")) return F_TEXT;
+    if (IS("trace_id")) return K_SKIP;
+    if (IS("session_id")) return K_SKIP + 1;
+    if (IS("service")) return K_SKIP + 2;
+    if (IS("model")) return K_SKIP + 3;
+    if (IS("input")) return K_SKIP + 4;
+    if (IS("output")) return K_SKIP + 5;
+    if (IS("tool")) return K_SKIP + 6;
+    if (IS("action")) return K_SKIP + 7;
+    if (IS("channel")) return K_SKIP + 8;
+    return K_DEFER;
+#undef IS
+}
+
+/* The versions object's text, when it is an object of plain strings: [*s, *s + *n). */
+static int scan_versions(Cur *c, const char **s, Py_ssize_t *n) {
+    skip_ws(c);
+    const char *start = c->p, *k, *v;
+    Py_ssize_t kn, vn;
+    if (!eat(c, '{')) return 0;
+    if (!eat(c, '}')) {
+        do {
+            if (!scan_str(c, &k, &kn) || !eat(c, ':') || !scan_str(c, &v, &vn)) return 0;
+        } while (eat(c, ','));
+        if (!eat(c, '}')) return 0;
+    }
+    *s = start;
+    *n = c->p - start;
+    return 1;
+}
+
+/* The versions key the cache holds for this text: a new reference; NULL (no exception) when it holds none, or
+ * holds None (the struct path then judges the line). */
+static PyObject *cached_key(const char *s, Py_ssize_t n) {
+    PyObject *len = PyLong_FromSsize_t(n);
+    if (len == NULL) { PyErr_Clear(); return NULL; }
+    PyObject *seen = PyDict_GetItemWithError(L_by_len, len);  /* borrowed */
+    Py_DECREF(len);
+    if (seen == NULL) { PyErr_Clear(); return NULL; }
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(seen); j++) {
+        PyObject *entry = PyList_GET_ITEM(seen, j);
+        PyObject *text = PyTuple_GET_ITEM(entry, 0);
+        if (memcmp(PyBytes_AS_STRING(text), s, (size_t)n) == 0) {
+            PyObject *vk = PyTuple_GET_ITEM(entry, 1);
+            if (vk == Py_None) return NULL;
+            Py_INCREF(vk);
+            return vk;
+        }
+    }
+    return NULL;
+}
+
+/* Scan one line: 1 with f[] (new references: the fields count_ev reads, Py_None where absent) and *vk (new
+ * reference); 0 when the line is not in the scanner's subset (f[] cleared); -1 on a memory error. */
+static int scan_line(const char *p, Py_ssize_t len, PyObject **f, PyObject **vk) {
+    Cur c = {p, p + len};
+    uint64_t seen = 0;
+    int is_int;
+    long long iv;
+    double dv;
+    const char *s, *vs = NULL;
+    Py_ssize_t n, vn = 0;
+    *vk = NULL;
+    if (!eat(&c, '{')) return 0;
+    if (!peek(&c, '}')) {
+        do {
+            if (!scan_str(&c, &s, &n) || !eat(&c, ':')) goto defer;
+            int fi = field_of(s, n);
+            if (fi == K_DEFER || (seen & ((uint64_t)1 << fi))) goto defer;  /* (or a repeated key) */
+            seen |= (uint64_t)1 << fi;
+            if (fi >= K_SKIP) {  /* a string or null, never read */
+                if (!scan_lit(&c, "null", 4) && !scan_str(&c, &s, &n)) goto defer;
+                continue;
+            }
+            PyObject *o = NULL;
+            switch (fi) {
+            case F_TIME:
+                if (!scan_num(&c, &is_int, &iv, &dv)) goto defer;
+                if (is_int) { if (iv > 100000000000LL) goto defer; o = PyLong_FromLongLong(iv); }
+                else { if (!(dv >= 0.0 && dv <= 1e11)) goto defer; o = PyFloat_FromDouble(dv); }
+                break;
+            case F_WORKFLOW:
+                if (!scan_str(&c, &s, &n) || n < 1 || n > MAX_WF) goto defer;
+                o = ascii_str(s, n);
+                break;
+            case F_KIND:
+                if (!scan_str(&c, &s, &n)) goto defer;
+                if (n == 8 && memcmp(s, "response", 8) == 0) o = S_response;
+                else if (n == 9 && memcmp(s, "tool_call", 9) == 0) o = S_tool_call;
+                else if (n == 6 && memcmp(s, "action", 6) == 0) o = S_action;
+                else if (n == 9 && memcmp(s, "complaint", 9) == 0) o = S_complaint;
+                else goto defer;
+                Py_INCREF(o);
+                break;
+            case F_VERSIONS:
+                if (!scan_versions(&c, &vs, &vn)) goto defer;
+                continue;
+            case F_STATUS:
+                if (scan_lit(&c, "null", 4)) { o = Py_None; Py_INCREF(o); break; }
+                if (!scan_num(&c, &is_int, &iv, &dv) || !is_int || iv >= 1000) goto defer;
+                o = PyLong_FromLongLong(iv);
+                break;
+            case F_LATENCY: case F_RAGE:
+                if (scan_lit(&c, "null", 4)) { o = Py_None; Py_INCREF(o); break; }
+                if (!scan_num(&c, &is_int, &iv, &dv)) goto defer;
+                o = is_int ? PyLong_FromLongLong(iv) : PyFloat_FromDouble(dv);  /* (no sign: never below 0) */
+                break;
+            case F_REFUSAL: case F_GROUNDED: case F_ARGS_VALID:
+                if (scan_lit(&c, "true", 4)) o = Py_True;
+                else if (scan_lit(&c, "false", 5)) o = Py_False;
+                else if (scan_lit(&c, "null", 4)) o = Py_None;
+                else goto defer;
+                Py_INCREF(o);
+                break;
+            case F_AUTHORIZED:
+                if (scan_lit(&c, "null", 4)) { o = Py_None; Py_INCREF(o); break; }
+                if (!eat(&c, '[')) goto defer;
+                if ((o = PyList_New(0)) == NULL) goto error;
+                f[fi] = o;
+                if (!eat(&c, ']')) {
+                    do {
+                        if (!scan_str(&c, &s, &n)) goto defer;
+                        PyObject *item = ascii_str(s, n);
+                        if (item == NULL || PyList_Append(o, item) < 0) { Py_XDECREF(item); goto error; }
+                        Py_DECREF(item);
+                    } while (eat(&c, ','));
+                    if (!eat(&c, ']')) goto defer;
+                }
+                continue;
+            default:  /* subject, segment, fallback, target, text: a string or null */
+                if (scan_lit(&c, "null", 4)) { o = Py_None; Py_INCREF(o); break; }
+                if (!scan_str(&c, &s, &n)) goto defer;
+                o = ascii_str(s, n);
+                break;
+            }
+            if (o == NULL) goto error;
+            f[fi] = o;
+        } while (eat(&c, ','));
+    }
+    if (!eat(&c, '}')) goto defer;
+    skip_ws(&c);
+    if (c.p != c.end) goto defer;
+    if (!(seen & ((uint64_t)1 << F_TIME)) || !(seen & ((uint64_t)1 << F_WORKFLOW)) || !(seen & ((uint64_t)1 << F_KIND)))
+        goto defer;
+    if (vs != NULL) {
+        if ((*vk = cached_key(vs, vn)) == NULL) goto defer;
+    } else {
+        *vk = L_empty;
+        Py_INCREF(*vk);
+    }
+    for (int j = 0; j < N_COUNTED; j++)
+        if (f[COUNTED[j]] == NULL) { f[COUNTED[j]] = Py_None; Py_INCREF(Py_None); }
+    return 1;
+defer:
+    clear_fields(f);
+    return 0;
+error:
+    clear_fields(f);
+    return -1;
+}
+
+static PyObject *setup_scan(PyObject *self, PyObject *arg) {
+    Py_ssize_t m = PyLong_AsSsize_t(arg);
+    if (m == -1 && PyErr_Occurred()) return NULL;
+#define NAME(var, str) if (var == NULL && (var = PyUnicode_InternFromString(str)) == NULL) return NULL
+    NAME(S_response, "response"); NAME(S_tool_call, "tool_call"); NAME(S_action, "action");
+    NAME(S_complaint, "complaint");
+#undef NAME
+    MAX_WF = m;
+    Py_RETURN_NONE;
+}
+
+/* scan(raw): the fields the scanner read, as a dict, and the versions key; None when the line is not in its
+ * subset (for the tests, which compare it with the struct decoder). */
+static PyObject *scan_py(PyObject *self, PyObject *raw) {
+    if (L_decode == NULL || MAX_WF == 0) { PyErr_SetString(PyExc_RuntimeError, "setup_lines() and setup_scan() were not called"); return NULL; }
+    if (!PyBytes_Check(raw)) { PyErr_SetString(PyExc_TypeError, "scan: a bytes line"); return NULL; }
+    PyObject *f[NF] = {NULL}, *vk = NULL;
+    int r = scan_line(PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), f, &vk);
+    if (r < 0) return NULL;
+    if (r == 0) Py_RETURN_NONE;
+    PyObject *d = PyDict_New(), *out = NULL;
+    if (d == NULL) goto done;
+    for (int j = 0; j < N_COUNTED; j++)
+        if (PyDict_SetItem(d, F_NAME[COUNTED[j]], f[COUNTED[j]]) < 0) goto done;
+    out = PyTuple_Pack(2, d, vk);
+done:
+    Py_XDECREF(d);
+    Py_XDECREF(vk);
+    clear_fields(f);
+    return out;
 }
 
 /* feed(raw, accs, complaints, next_tick): decode_line(raw), then, when the event's time is before next_tick,
@@ -716,6 +1069,25 @@ static PyObject *feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         return NULL;
     }
     if (L_decode == NULL) { PyErr_SetString(PyExc_RuntimeError, "setup_lines() was not called"); return NULL; }
+    if (MAX_WF > 0 && PyBytes_Check(args[0])) {
+        PyObject *f[NF] = {NULL}, *vk = NULL;
+        int r = scan_line(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), f, &vk);
+        if (r < 0) return NULL;
+        if (r > 0) {
+            PyObject *t = f[F_TIME];
+            int later = PyObject_RichCompareBool(t, args[3], Py_GE);
+            /* (a line at or past the next tick takes the struct path: the caller counts that event later) */
+            if (later == 0 && count_ev(args[1], args[2], f, vk) == 0) {
+                Py_INCREF(t);
+                Py_DECREF(vk);
+                clear_fields(f);
+                return t;
+            }
+            Py_DECREF(vk);
+            clear_fields(f);
+            if (later != 1) return NULL;
+        }
+    }
     PyObject *got = decode_line_c(args[0]);
     if (got == NULL || got == Py_None) return got;
     PyObject *e = PyTuple_GET_ITEM(got, 0), *vk = PyTuple_GET_ITEM(got, 1);
@@ -1004,6 +1376,8 @@ static PyMethodDef methods[] = {
     {"scatter", scatter, METH_VARARGS, "Add count vectors to the fine and coarse rings."},
     {"setup_lines", setup_lines, METH_VARARGS, "Set the Python pieces of the line path."},
     {"decode_line", (PyCFunction)decode_line_py, METH_O, "decode.decode_line, compiled."},
+    {"setup_scan", (PyCFunction)setup_scan, METH_O, "Enable the line scanner (the longest workflow name)."},
+    {"scan", (PyCFunction)scan_py, METH_O, "The line scanner's reading of a line, or None."},
     {"feed", (PyCFunction)(void (*)(void))feed, METH_FASTCALL, "decode_line and _add_wire of one line."},
     {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL, "Pipeline._add_wire on the given accumulators."},
     {"flush", (PyCFunction)(void (*)(void))flush, METH_FASTCALL, "Pipeline._flush's loop over the accumulators."},

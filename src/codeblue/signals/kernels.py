@@ -38,6 +38,10 @@ class Kernels(Protocol):
 
     def decode_line(self, raw: bytes, /) -> tuple[Any, tuple[tuple[str, str], ...]] | None: ...
 
+    def setup_scan(self, max_workflow: int, /) -> None: ...
+
+    def scan(self, raw: bytes, /) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]] | None: ...
+
     def feed(self, raw: bytes, accs: dict[Any, Any], complaints: list[Any], next_tick: float, /
              ) -> float | int | tuple[Any, tuple[tuple[str, str], ...]] | None: ...
 
@@ -109,11 +113,12 @@ def line_path() -> Kernels | None:
     if not _LINES_READY:
         import msgspec
 
-        from codeblue.signals import decode, indicators, pipeline, windows
+        from codeblue.signals import decode, events, indicators, pipeline, windows
 
         k.setup_lines(decode._decode, (msgspec.DecodeError, ValueError, RecursionError), decode._object_or_null,
                       decode.versions_key, decode._EMPTY, pipeline._Acc, windows.FINE_S,
                       (indicators.BIT_ERR, indicators.BIT_REF, indicators.BIT_GFAIL, indicators.BIT_TOOL,
                        indicators.BIT_WRONG, indicators.BIT_COMPL), decode.WireEvent)
+        k.setup_scan(events.MAX_WORKFLOW)
         _LINES_READY = True
     return k
