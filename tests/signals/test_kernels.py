@@ -201,6 +201,15 @@ def _scan_cases(rng: random.Random) -> Iterator[bytes]:
                  '{"noslash":"v1"}', '{"prompt/a":""}', '{ "prompt/a" : "v1" }', '["prompt/a"]', 'null']))
         elif r < 0.85:
             raw = raw + rng.choice(["", " ", "\n", "x", "}", " {}", "\r\n"])
+        elif r < 0.88:  # arguments / attributes: an object or null, skipped (never read)
+            value = rng.choice([
+                '{"amount":24.01}', '{"a":-1,"b":[1,-2.5e3,true,false,null,"x"],"c":{"d":{}}}', '{"a":[]}',
+                '{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":{"k":{"l":{"m":{"n":{"o":{"p":{"q":1}}}}}}}}}}}}}}}}}',
+                '{"a":1e400}', '{"a":-}', '{"a":"\\u00e9"}', '{"a":tru}', '{"a":[1,]}', '{"a":1,}', '[]', '"x"', '5',
+                'null', '{"a":01}', '{"a":-0}', '{"a":12345678901234567890}', '{ "a" : [ 1 , 2 ] }', '{"a":"b"',
+                '{"a":1}}', '{"a":nulll}', '{"a":NaN}'])
+            raw = raw[:-1] + f',"{rng.choice(["arguments", "attributes"])}":{value}}}'
+
         elif r < 0.9:
             raw = rng.choice([" ", "\n", "\t"]) + raw
         elif r < 0.95:

@@ -716,7 +716,9 @@ done:
  *     double (msgspec's and strtod both round correctly);
  *   - each field's type and range as the struct declares them (decode.py);
  *   - `versions` as an object of plain strings whose text is already in the versions cache (the struct path
- *     filled it; the key is the one it computed for the same bytes), and neither `arguments` nor `attributes`.
+ *     filled it; the key is the one it computed for the same bytes);
+ *   - `arguments` and `attributes` as null or an object of such strings and numbers (a minus sign allowed),
+ *     true, false, null, and objects and arrays of those (decode_line's rule: an object or null).
  * Anything else returns 0 and the line takes the struct path, which judges it as before. */
 
 static PyObject *S_response, *S_tool_call, *S_action, *S_complaint;
@@ -848,8 +850,8 @@ static int scan_num(Cur *c, int *is_int, long long *iv, double *dv) {
     return 1;
 }
 
-/* A field name: its F_ index, K_SKIP + i (a string field nothing counts), or K_DEFER (`arguments`, `attributes`,
- * or not a field: the struct path decides). */
+/* A field name: its F_ index, K_SKIP + i (a string field nothing counts), or K_DEFER (not a field: the struct
+ * path decides). */
 static int field_of(const char *s, Py_ssize_t n) {
 #define IS(lit) (n == (Py_ssize_t)sizeof(lit) - 1 && memcmp(s, lit, sizeof(lit) - 1) == 0)
     if (IS("time")) return F_TIME;
@@ -877,8 +879,52 @@ static int field_of(const char *s, Py_ssize_t n) {
     if (IS("tool")) return K_SKIP + 6;
     if (IS("action")) return K_SKIP + 7;
     if (IS("channel")) return K_SKIP + 8;
+    if (IS("arguments")) return F_ARGUMENTS;
+    if (IS("attributes")) return F_ATTRIBUTES;
     return K_DEFER;
 #undef IS
+}
+
+/* A JSON value in the scanner's subset (plain strings, numbers as scan_num reads them with an optional minus
+ * sign, true / false / null, objects and arrays of those to a depth of 16), skipped: 1, or 0 if it is not one.
+ * Every such text is one orjson and msgspec accept. */
+static int skip_value(Cur *c, int depth) {
+    const char *s;
+    Py_ssize_t n;
+    int is_int;
+    long long iv;
+    double dv;
+    skip_ws(c);
+    if (c->p >= c->end || depth > 16) return 0;
+    switch (*c->p) {
+    case '"':
+        return scan_str(c, &s, &n);
+    case '{':
+        c->p++;
+        if (eat(c, '}')) return 1;
+        do {
+            if (!scan_str(c, &s, &n) || !eat(c, ':') || !skip_value(c, depth + 1)) return 0;
+        } while (eat(c, ','));
+        return eat(c, '}');
+    case '[':
+        c->p++;
+        if (eat(c, ']')) return 1;
+        do {
+            if (!skip_value(c, depth + 1)) return 0;
+        } while (eat(c, ','));
+        return eat(c, ']');
+    case 't':
+        return scan_lit(c, "true", 4);
+    case 'f':
+        return scan_lit(c, "false", 5);
+    case 'n':
+        return scan_lit(c, "null", 4);
+    case '-':
+        c->p++;
+        return scan_num(c, &is_int, &iv, &dv);
+    default:
+        return scan_num(c, &is_int, &iv, &dv);
+    }
 }
 
 /* The versions object's text, when it is an object of plain strings: [*s, *s + *n). */
@@ -963,6 +1009,9 @@ static int scan_line(const char *p, Py_ssize_t len, PyObject **f, PyObject **vk)
                 break;
             case F_VERSIONS:
                 if (!scan_versions(&c, &vs, &vn)) goto defer;
+                continue;
+            case F_ARGUMENTS: case F_ATTRIBUTES:  /* an object or null (decode_line's rule), never read */
+                if (!scan_lit(&c, "null", 4) && !(peek(&c, '{') && skip_value(&c, 0))) goto defer;
                 continue;
             case F_STATUS:
                 if (scan_lit(&c, "null", 4)) { o = Py_None; Py_INCREF(o); break; }
