@@ -137,6 +137,24 @@ def test_kernels_refuse_arrays_of_the_wrong_size(compiled: kernels.Kernels) -> N
     assert not blk.fine.any() and (blk.last_b == -1).all()  # nothing written by a refused call
 
 
+def test_binom_sf_below_agrees_with_python(compiled: kernels.Kernels) -> None:
+    """The exact binomial tail, compiled, against detect._binom_sf_below: equal to the last bit, on short sums,
+    long tails (past the Python version's scalar terms, into its numpy chunks), limits and the edge cases."""
+    rng = random.Random(11)
+    cases = [(0, 10, 0.5, math.inf), (-1, 10, 0.5, 0.5), (11, 10, 0.5, 1.0), (5, 10, 0.0, 1.0), (5, 10, 1.0, 0.5),
+             (5, 10, 1.0, 2.0), (3000, 100000, 0.01, math.inf), (1, 200000, 1e-300, math.inf)]
+    for _ in range(20_000):
+        n = rng.choice([rng.randrange(0, 50), rng.randrange(0, 2000), rng.randrange(0, 200_000)])
+        cases.append((rng.randrange(-2, n + 3), n, rng.choice([rng.random(), rng.random() * 1e-3, 0.5, 1 - 1e-16]),
+                      rng.choice([math.inf, 1e-3, 1e-7, 2.0, 1.0])))
+    long_tails = 0
+    for x, n, p, limit in cases:
+        want = detect._binom_sf_below(x, n, p, limit)
+        assert compiled.binom_sf_below(x, n, p, limit) == want, (x, n, p, limit)
+        long_tails += 0 < x < n and (n + 1) * p > x + 60 and want < 1.0
+    assert long_tails > 100
+
+
 def test_decode_line_agrees_with_python(compiled: kernels.Kernels) -> None:
     """Fuzzed lines (valid, invalid, malformed, at the edges of the decoders), each decoded twice (the second time
     the versions text comes from the cache)."""

@@ -358,6 +358,62 @@ done:
     return result;
 }
 
+/* ----- detect._binom_sf_below -------------------------------------------------------------------------------
+ *
+ * binom_sf_below(x, n, p, limit): the same floating-point operations in the same order as the Python function
+ * (its scalar loop and its chunked numpy tail are one sequence of IEEE operations: each term the previous one
+ * times (n - k) / (k + 1) * odds, each total the previous one plus the term). The log-gamma values come from
+ * Python's own math.lgamma, called here, so the first term is the very double the Python code computes; exp,
+ * log and log1p are the C library's, which math.exp, math.log and math.log1p call. */
+
+static PyObject *M_lgamma;
+
+static int py_lgamma(double v, double *out) {
+    if (M_lgamma == NULL) {
+        PyObject *math = PyImport_ImportModule("math");
+        if (math == NULL) return -1;
+        M_lgamma = PyObject_GetAttrString(math, "lgamma");
+        Py_DECREF(math);
+        if (M_lgamma == NULL) return -1;
+    }
+    PyObject *arg = PyFloat_FromDouble(v);
+    if (arg == NULL) return -1;
+    PyObject *r = PyObject_CallOneArg(M_lgamma, arg);
+    Py_DECREF(arg);
+    if (r == NULL) return -1;
+    *out = PyFloat_AsDouble(r);
+    Py_DECREF(r);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *binom_sf_below(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) { PyErr_SetString(PyExc_TypeError, "binom_sf_below(x: int, n: int, p: float, limit: float)"); return NULL; }
+    long long x = PyLong_AsLongLong(args[0]), n = PyLong_AsLongLong(args[1]);
+    double p = PyFloat_AsDouble(args[2]), limit = PyFloat_AsDouble(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    if (n > (1LL << 52) || x > (1LL << 52)) { PyErr_SetString(PyExc_ValueError, "binom_sf_below: n beyond 2**52"); return NULL; }
+    if (x <= 0) return PyFloat_FromDouble(limit > 1.0 ? 1.0 : Py_HUGE_VAL);
+    if (x > n || p <= 0.0) return PyFloat_FromDouble(0.0);
+    if (p >= 1.0) return PyFloat_FromDouble(limit > 1.0 ? 1.0 : Py_HUGE_VAL);
+    double odds = p / (1.0 - p);
+    double g1, g2, g3;
+    if (py_lgamma((double)(n + 1), &g1) < 0 || py_lgamma((double)(x + 1), &g2) < 0
+        || py_lgamma((double)(n - x + 1), &g3) < 0)
+        return NULL;
+    double term = exp(g1 - g2 - g3 + (double)x * log(p) + (double)(n - x) * log1p(-p));
+    if (term >= limit && limit != Py_HUGE_VAL) return PyFloat_FromDouble(Py_HUGE_VAL);
+    if (term == 0.0) return PyFloat_FromDouble(0.0);
+    double total = term;
+    double mode = (double)(n + 1) * p;
+    long long stop = n < x + 5000 ? n : x + 5000;
+    for (long long k = x; k < stop; k++) {
+        term *= (double)(n - k) / (double)(k + 1) * odds;
+        total += term;
+        if (term < total * 1e-12 && (double)(k + 1) > mode) return PyFloat_FromDouble(total < 1.0 ? total : 1.0);
+    }
+    return PyFloat_FromDouble(total < 1.0 ? total : 1.0);
+}
+
 /* ----- replay's line path: decode.decode_line and Pipeline._add_wire in one call ---------------------------------
  *
  * setup_lines(decode, errors, object_or_null, versions_key, empty, acc_type, fine_s, bits) takes the Python
@@ -1420,6 +1476,7 @@ static PyObject *decode_line_py(PyObject *self, PyObject *raw) {
 
 static PyMethodDef methods[] = {
     {"setup", setup, METH_VARARGS, "Set the ring and indicator layout."},
+    {"binom_sf_below", (PyCFunction)(void (*)(void))binom_sf_below, METH_FASTCALL, "detect._binom_sf_below, compiled."},
     {"close_block", close_block, METH_VARARGS, "Fold closed buckets into baselines and step the CUSUMs."},
     {"screen", screen, METH_VARARGS, "Window sums, candidate cells past the Chernoff screen, CUSUM crossings."},
     {"scatter", scatter, METH_VARARGS, "Add count vectors to the fine and coarse rings."},

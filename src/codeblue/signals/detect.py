@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -353,14 +353,17 @@ def test_block(
 
 
 def _smallest_pvalues(
-    cells: Iterable[tuple[int, int, int, float, float, float]], limit: float
+    cells: Iterable[tuple[int, int, int, float, float, float]], limit: float,
+    sf: Callable[[int, int, float, float], float] | None = None,
 ) -> dict[tuple[int, int], tuple[float, int]]:
     """The smallest exact p-value of each screened cell (row, window, indicator, x, n, p) and its window, by
     (row, indicator), in the order the cells come (for one series × indicator the windows in order, so a tie keeps
-    the first window; a p-value enters only below the one before it, starting from 1). Sums stop at `limit`."""
+    the first window; a p-value enters only below the one before it, starting from 1). Sums stop at `limit`;
+    `sf` is `_binom_sf_below` or its compiled twin."""
     held: dict[tuple[int, int], tuple[float, int]] = {}
+    sf = sf or _binom_sf_below
     for r, wi, i, x, nn, p in cells:
-        pv = _binom_sf_below(int(x), int(nn), p, limit)
+        pv = sf(int(x), int(nn), p, limit)
         prev = held.get((r, i))
         if pv < (1.0 if prev is None else prev[0]):
             held[r, i] = (pv, wi)
@@ -415,7 +418,7 @@ def _test_block_compiled(
     cells, cusum_cells = k.screen(
         blk.fine, blk.fine_ids, blk.bnum, blk.bden, blk.firing, blk.hold, blk.cusum, blk.last_b, n, eval_b,
         cfg.windows, ratios, float(cfg.min_count), -(math.log(cfg.loose_alpha) + 3.0), cfg.cusum_h, X, N, p0)
-    held = _smallest_pvalues(cells, limit)
+    held = _smallest_pvalues(cells, limit, k.binom_sf_below)
     for (r, i), (pv, _w) in held.items():
         if pv < cfg.loose_alpha:
             blk.hold[r, i] = True
