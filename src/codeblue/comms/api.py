@@ -24,7 +24,8 @@ routers = [router, incident_router, public_router]
 @router.post("/channels", status_code=201)
 def put_channel(body: dict[str, Any], rt: RT, _who: Admin) -> dict[str, Any]:
     """Create or replace a channel. Secret fields (password, secret, routing_key, a Slack URL) are sealed
-    at rest and never returned; omit them on a later update to keep the stored value."""
+    at rest and never returned; omit them on a later update to keep the stored value. A channel defined in the
+    comms config file belongs to the file: changing it here is refused (409)."""
     with rt.db.write() as s:
         return channels.upsert_channel(s, server_key=rt.server_key, raw=body, now=rt.clock.now()).as_dict()
 
@@ -37,6 +38,7 @@ def get_channels(rt: RT, _who: Lead) -> list[dict[str, Any]]:
 
 @router.delete("/channels/{name}", status_code=204)
 def delete_channel(name: str, rt: RT, _who: Admin) -> None:
+    """Delete a channel added over the API (one from the comms config file: 409)."""
     with rt.db.write() as s:
         channels.delete_channel(s, name=name)
 
