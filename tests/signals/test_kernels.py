@@ -28,7 +28,7 @@ from codeblue.signals.replay import ReplayResult, _run, replay_file
 from codeblue.signals.windows import COARSE_N, COARSE_PER_FINE, Block, scatter_add
 from codeblue.sim import generate
 from tests.signals.test_decode import _acc_state, _line, _line_and_kind
-from tests.signals.test_tick_equivalence import _random_block, random_ticks
+from tests.signals.test_tick_equivalence import _random_block, random_scatters, random_ticks
 
 pytestmark = pytest.mark.skipif(
     not kernels.built(), reason=f"the compiled kernels are not built here: {kernels.status()}")
@@ -103,18 +103,8 @@ def test_one_window_and_many_windows(compiled: kernels.Kernels) -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_scatter_agrees_with_numpy(compiled: kernels.Kernels, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    cfg = DetectConfig()
-    for _ in range(150):
-        eval_b = int(rng.integers(10_000, 1_000_000))
-        blk, _wf_m = _random_block(rng, cfg, eval_b)
-        if rng.random() < 0.5:
-            blk.coarse_ids[: blk.n] = (eval_b // 6 - rng.choice([0, 1, 30, 59, 60, 61, -1], size=(blk.n, 60))
-                                       ).astype(np.int32)
-        ref = copy.deepcopy(blk)
-        k = int(rng.integers(1, 80))
-        rows = rng.integers(0, blk.n, size=k).astype(np.int64)
-        bs = (eval_b + rng.choice([0, 0, 0, 1, -1, -5, -59, -60, -61, 60, 120, -400], size=k)).astype(np.int64)
+    for rng, blk, ref, rows, bs in random_scatters(seed):
+        k = len(rows)
         counts = rng.integers(0, 50, size=(k // 2 + 1, NC)).astype(np.int32)
         ks = rng.integers(0, counts.shape[0], size=k)
         compiled.scatter(blk.fine, blk.fine_ids, blk.coarse, blk.coarse_ids, blk.last_b, blk.cap, COARSE_N,

@@ -556,25 +556,34 @@ def old_scatter_add(blk: Block, rows: IntArray, bs: IntArray, vecs: Any) -> None
     np.maximum.at(blk.last_b, rows, bs)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_scatter_add_matches_the_reference(seed: int) -> None:
-    """Random flushes into random rings: repeated (row, bucket) pairs, buckets a ring apart in one call (the same
-    slot named twice), late buckets behind the ring, buckets ahead of it, rows never written."""
-    from codeblue.signals.windows import scatter_add
-
+def random_scatters(seed: int) -> Iterator[tuple[np.random.Generator, Block, Block, IntArray, IntArray]]:
+    """150 random flushes into random rings: (the generator, the block, a copy of it, rows, buckets), with
+    repeated (row, bucket) pairs, buckets a ring apart in one call (the same slot named twice), late buckets
+    behind the ring, buckets ahead of it, rows never written, and coarse ring ids current, stale or ahead."""
     rng = np.random.default_rng(seed)
     cfg = DetectConfig()
-    partial = 0
     for _ in range(150):
         eval_b = int(rng.integers(10_000, 1_000_000))
         blk, _wf_m = _random_block(rng, cfg, eval_b)
-        if rng.random() < 0.5:  # coarse ring ids: current, stale, ahead
+        if rng.random() < 0.5:
             blk.coarse_ids[: blk.n] = (eval_b // 6 - rng.choice([0, 1, 30, 59, 60, 61, -1], size=(blk.n, 60))
                                        ).astype(np.int32)
         ref = copy.deepcopy(blk)
         k = int(rng.integers(1, 80))
         rows = rng.integers(0, blk.n, size=k).astype(np.int64)
         bs = (eval_b + rng.choice([0, 0, 0, 1, -1, -5, -59, -60, -61, 60, 120, -400], size=k)).astype(np.int64)
+        yield rng, blk, ref, rows, bs
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_scatter_add_matches_the_reference(seed: int) -> None:
+    """Random flushes into random rings: repeated (row, bucket) pairs, buckets a ring apart in one call (the same
+    slot named twice), late buckets behind the ring, buckets ahead of it, rows never written."""
+    from codeblue.signals.windows import scatter_add
+
+    partial = 0
+    for rng, blk, ref, rows, bs in random_scatters(seed):
+        k = len(rows)
         vecs = rng.integers(0, 50, size=(k, NC)).astype(np.int32)
         scatter_add(blk, rows, bs, vecs)
         old_scatter_add(ref, rows, bs, vecs)
