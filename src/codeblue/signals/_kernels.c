@@ -1249,8 +1249,9 @@ static int flush_side(PyObject *ws, PyObject *vals, PyObject *subj, PyObject *c,
              *flag = NULL, *no = NULL;
     Py_ssize_t n = PyList_GET_SIZE(vals);
     if ((thr = PyObject_GetAttr(ws, thr_name)) == NULL) goto done;
-    int is_inf = PyFloat_CheckExact(thr) ? (PyFloat_AS_DOUBLE(thr) == Py_HUGE_VAL) : 0;
-    if (!PyFloat_CheckExact(thr)) {
+    int is_inf;
+    if (PyFloat_CheckExact(thr)) is_inf = PyFloat_AS_DOUBLE(thr) == Py_HUGE_VAL;
+    else {  /* (a numpy float: compared as Python compares it) */
         PyObject *inf = PyFloat_FromDouble(Py_HUGE_VAL);
         if (inf == NULL) goto done;
         is_inf = PyObject_RichCompareBool(thr, inf, Py_EQ);

@@ -594,8 +594,8 @@ class Pipeline:
         acc, self._acc = self._acc, {}
         if not acc:
             return
-        kern = kernels.loaded()
-        if kern is not None and kernels.line_path() is not None:  # the loop below, compiled
+        kern = kernels.line_path()  # (the compiled kernels, set up for `flush`, or None)
+        if kern is not None:  # `_flush_accs`, compiled
             counts, targets, lat_by_ws, rage_by_ws = kern.flush(
                 acc, self._routes, self._route, FINE_S, (C_LATX, C_LATN, C_RX, C_RSET), BIT_LAT, BIT_RAGE)
         else:
