@@ -10,7 +10,10 @@ indicator family (`runbooks.evidence.is_harmful` for the fault's failure type) o
 true onset until containment is in force (codeblue) or the manual rollback lands (baseline; until the end of
 the stream if the rule never fires or nothing can be rolled back).
 
-    .venv/bin/python bench/runbooks_containment.py [--seeds 1] [--first-seed 1] [--jobs 2]
+    .venv/bin/python bench/runbooks_containment.py [--seeds 1] [--first-seed 1] [--jobs 2] [--rename]
+
+`--rename` gives the library's workflows names that no shipped runbook's trigger names (refund*, finance*,
+repayment*): what the shipped runbooks do for an application whose workflows they were not written for.
 """
 
 from __future__ import annotations
@@ -40,9 +43,28 @@ def harm_between(events: list[dict[str, Any]], wf: str, ft: str, t0: float, t1: 
     return sum(1 for e in events if e["workflow"] == wf and t0 <= e["time"] < t1 and is_harmful(e, ft))
 
 
-def one(args: tuple[str, int]) -> dict[str, Any]:
-    scenario, seed = args
+# --rename: the library's workflows under names no shipped runbook's trigger names (refund*, finance*, repayment*),
+# to measure what the shipped runbooks do for workflows they were not written for.
+RENAMED = {"refund-desk": "claims-desk", "finance-qa": "budget-qa", "repayment-advice": "loan-helper",
+           "search-answers": "kb-answers", "support-desk": "help-desk", "account-agent": "profile-agent"}
+
+
+def renamed(run: Any) -> Any:
+    for e in run.events:
+        e["workflow"] = RENAMED.get(e["workflow"], e["workflow"])
+    for c in run.changes:
+        c["workflows"] = [RENAMED.get(w, w) for w in c.get("workflows") or []]
+    for f in run.truth["faults"]:
+        f["workflow"] = RENAMED.get(f["workflow"], f["workflow"])
+    run.truth["workflows"] = [RENAMED.get(w, w) for w in run.truth["workflows"]]
+    return run
+
+
+def one(args: tuple[str, int, bool]) -> dict[str, Any]:
+    scenario, seed, rename = args
     run = generate(scenario, seed=seed)
+    if rename:
+        run = renamed(run)
     (fault,) = run.truth["faults"]
     wf, ft, onset = fault["workflow"], fault["failure_type"], fault["onset"]
     end = run.truth["end"]
@@ -79,8 +101,11 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=1, help="seeds first-seed … first-seed+seeds-1")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--scenarios", default=",".join(s for s in SCENARIOS if s != "clean"))
+    ap.add_argument("--rename", action="store_true",
+                    help="rename the workflows so that no name-matched runbook applies (see RENAMED)")
     a = ap.parse_args()
-    work = [(s, seed) for s in a.scenarios.split(",") for seed in range(a.first_seed, a.first_seed + a.seeds)]
+    work = [(s, seed, a.rename) for s in a.scenarios.split(",")
+            for seed in range(a.first_seed, a.first_seed + a.seeds)]
     with Pool(a.jobs) as pool:
         rows = pool.map(one, work)
     print(f"{'scenario':18} {'seed':>4} {'detect':>7} {'contain':>8} {'harm':>6} {'base fire':>9} "

@@ -77,7 +77,27 @@ class Library:
             return list(self._results)
 
     def match(self, incident: dict[str, Any]) -> list[Loaded]:
-        return [lb for lb in self.runbooks() if matches(lb.runbook, incident)]
+        """The runbooks whose triggers match; the catch-all ones only when no other one does."""
+        found = [lb for lb in self.runbooks() if matches(lb.runbook, incident)]
+        specific = [lb for lb in found if not lb.runbook.trigger.catch_all]
+        return specific or found
+
+
+def alert_facts(incident: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The indicator and the alert name that opened an incident, from where each source records them:
+    the detector's alert (`data.alert.indicator`), Alertmanager's labels (`data.alert.labels.alertname`),
+    or an incident opened through the API (`data.indicator`, `data.alertname` or `data.alert` as a name)."""
+    data = incident.get("data") or {}
+    indicator, name = data.get("indicator"), data.get("alertname")
+    alert = data.get("alert")
+    if isinstance(alert, dict):
+        indicator = indicator or alert.get("indicator")
+        labels = alert.get("labels")
+        if isinstance(labels, dict):
+            name = name or labels.get("alertname")
+    elif isinstance(alert, str):
+        name = name or alert
+    return (indicator if isinstance(indicator, str) else None), (name if isinstance(name, str) else None)
 
 
 def matches(rb: Runbook, incident: dict[str, Any]) -> bool:
@@ -88,11 +108,11 @@ def matches(rb: Runbook, incident: dict[str, Any]) -> bool:
         return False
     if t.failure_types and incident.get("failure_type") not in t.failure_types:
         return False
-    data = incident.get("data") or {}
-    if t.indicators and data.get("indicator") not in t.indicators:
+    indicator, alert = alert_facts(incident)
+    if t.indicators and indicator not in t.indicators:
         return False
     if t.min_severity is not None:
         sev = incident.get("severity", "SEV4")
         if SEVERITIES.index(sev) > SEVERITIES.index(t.min_severity):
             return False
-    return not (t.alerts and data.get("alert") not in t.alerts and data.get("alertname") not in t.alerts)
+    return not (t.alerts and alert not in t.alerts)

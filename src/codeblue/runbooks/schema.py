@@ -75,6 +75,8 @@ class Trigger(_Model):
     indicators: list[Literal[INDICATORS]] = Field(default_factory=list)  # type: ignore[valid-type]
     min_severity: Literal[SEVERITIES] | None = None  # type: ignore[valid-type]
     alerts: list[str] = Field(default_factory=list, description="alert names (e.g. from Alertmanager)")
+    catch_all: bool = Field(False, description="run only when no runbook without catch_all matches the incident "
+                                               "(a generic runbook for workflows that have no runbook of their own)")
 
 
 class _Step(_Model):
