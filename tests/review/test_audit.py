@@ -195,7 +195,7 @@ def test_runbook_audit_step_materialises_the_queue(tmp_path: Path) -> None:
             post_events(ing, [{"time": T0 - 30, "workflow": "rb-desk", "kind": "response", "trace_id": "x",
                                "subject": "u", "status": 200, "grounded": False}])
         with srv.client("lead", handle="lee") as c:
-            iid = open_incident(c, title="rb", workflows=["rb-desk"], failure_type="answer_quality",
+            iid = open_incident(c, title="rb", workflows=["rb-desk"], failure_type="other",
                                 harm={"started_at": T0 - 60})["id"]
             assert c.get(f"/v1/incidents/{iid}/audit/progress").json()["materialised"] is False
             r = c.post(f"/v1/incidents/{iid}/runbook/accept", json={})
