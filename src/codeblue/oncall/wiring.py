@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from codeblue import configwatch
 from codeblue.hooks import hooks
 from codeblue.oncall import service
 from codeblue.oncall.config import load_config_file
@@ -17,15 +18,18 @@ log = logging.getLogger(__name__)
 
 
 def load(rt: Runtime) -> None:
-    """Apply ``Settings.oncall_config`` (if set) to the database and the role rule; a bad file stops start-up."""
+    """Apply ``Settings.oncall_config`` (if set) to the database and the role rule. A bad file raises before
+    anything changed: it stops start-up, and a reload keeps the version in force."""
     path = rt.settings.oncall_config
     if path is None:
         return
     cfg = load_config_file(path)
-    if cfg.roles is not None:
-        rt.extras[service.RULES_KEY] = cfg.roles
     with rt.db.write() as s:
         counts = service.sync_config(s, rt, cfg)
+    if cfg.roles is not None:
+        rt.extras[service.RULES_KEY] = cfg.roles
+    else:
+        rt.extras.pop(service.RULES_KEY, None)
     log.info("on-call config %s loaded: %s", path, counts)
 
 
@@ -73,4 +77,7 @@ def setup(rt: Runtime) -> list[Job]:
     hooks.on("incident.opened", on_opened)
     hooks.on("incident.milestone", on_milestone)
     hooks.on("incident.status", on_status)
-    return [Job("oncall.escalation", rt.settings.oncall_tick, escalate)]
+    jobs = [Job("oncall.escalation", rt.settings.oncall_tick, escalate)]
+    if rt.settings.oncall_config is not None:
+        jobs.append(configwatch.watch(rt, "oncall", rt.settings.oncall_config, load))
+    return jobs

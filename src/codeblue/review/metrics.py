@@ -88,6 +88,24 @@ class StateCollector(Collector):
             yield from self._review(s, rt)
             yield from self._sdk(s, rt)
         yield from self._indicators(rt)
+        yield from self._config_files(rt)
+
+    def _config_files(self, rt: Runtime) -> Iterable[Metric]:
+        from codeblue.configwatch import watched
+
+        files = watched(rt)
+        if not files:
+            return
+        ok = GaugeMetricFamily("codeblue_config_last_reload_successful",
+                               "1 when the config file's last change was applied; 0 when it was refused and the "
+                               "previous version stays in force.", labels=["config", "file"])
+        at = GaugeMetricFamily("codeblue_config_last_reload_success_timestamp_seconds",
+                               "When the config file was last applied.", labels=["config", "file"])
+        for wf in files:
+            ok.add_metric([wf.name, str(wf.path)], 1.0 if wf.ok else 0.0)
+            at.add_metric([wf.name, str(wf.path)], wf.last_success)
+        yield ok
+        yield at
 
     def _incidents(self, s: Session) -> Iterable[Metric]:
         counts = {(st, sev): 0 for st in STATUSES for sev in SEVERITIES}
