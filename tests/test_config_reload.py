@@ -122,3 +122,61 @@ def test_comms_file_is_reapplied_when_it_changes_and_a_bad_version_is_refused(
     write(path, comms([ops], "20m"))
     wait_for("the recovery on /metrics", lambda: reload_ok(srv, "comms") == 1.0)
     assert channels()["webhook:support"]["source"] == "api"  # dropped from the file: kept, now the API's
+
+
+NO_LIMITS = "detector:\n  warmup: 10m\n"
+ANY_WRONG_ENTITY = """\
+detector:
+  warmup: 10m
+workflows:
+  '*':
+    limits:
+      - indicator: wrong_entity_rate
+        max_count: 0            # any wrong-entity action fires
+        window: 5m
+        severity: SEV1
+"""
+
+
+def test_detector_config_is_reapplied_when_it_changes_and_a_bad_version_is_refused(
+        db_url: str, tmp_path: Path) -> None:
+    from codeblue.clock import ManualClock
+
+    path = tmp_path / "detect.yaml"
+    path.write_text(NO_LIMITS)
+    t0 = float(int(time.time()))
+    clock = ManualClock(t0)
+    srv = LiveServer(make_settings(db_url, tmp_path, workers=False, detect_config=path), clock=clock).start()
+    try:
+        jobs = {j.name: j for j in srv.rt.jobs}
+        ingest, viewer = srv.client("ingest"), srv.client("viewer")
+
+        def act(t: float, wf: str, target: str) -> None:
+            ev = {"time": t, "workflow": wf, "kind": "action", "action": "update_account", "subject": "a",
+                  "target": target, "authorized_targets": ["a"], "trace_id": f"{wf}-{t}-{target}"}
+            assert ingest.post("/v1/events", json=[ev]).json()["accepted"] == 1
+
+        def step(seconds: float) -> list[dict[str, Any]]:
+            clock.advance(seconds)
+            jobs["detect.config"].fn(srv.rt)
+            jobs["signals.detect"].fn(srv.rt)
+            return list(viewer.get("/v1/incidents").json())
+
+        for i in range(20):
+            act(t0 + i, "acct", "a")
+        act(t0 + 21, "acct", "b")  # one wrong-entity action: no baseline yet, no limit, nothing fires
+        assert step(40) == []
+
+        write(path, ANY_WRONG_ENTITY)
+        act(t0 + 45, "acct", "c")
+        (inc,) = step(30)
+        assert inc["workflows"] == ["acct"] and inc["severity"] == "SEV1" and reload_ok(srv, "detect") == 1.0
+
+        # a bad version: refused whole; the limit in force still fires on another workflow
+        write(path, ANY_WRONG_ENTITY.replace("max_count: 0", "max_count: -1").replace("SEV1", "SEV9"))
+        step(1)
+        assert reload_ok(srv, "detect") == 0.0
+        act(clock.now() - 1, "acct2", "z")
+        assert {i["workflows"][0] for i in step(30)} == {"acct", "acct2"}
+    finally:
+        srv.stop()

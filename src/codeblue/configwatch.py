@@ -1,4 +1,5 @@
-"""Configuration files that a running server re-reads when they change (the on-call map, the comms config).
+"""Configuration files that a running server re-reads when they change (the on-call map, the comms config,
+the detector's objectives).
 
 A file is read again when its size or modification time changes, and applied only when its content did.
 A version that fails validation is refused as a whole: the last good one stays in force, the error (with

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     runbooks_dir: Path | None = None
     detect_config: Path | None = None
     oncall_config: Path | None = None
-    #: How often (clock seconds) the on-call and comms config files are checked for changes and re-applied.
+    #: How often (clock seconds) the on-call, comms and detector config files are checked for changes and re-applied.
     config_reload_interval: float = 5.0
     #: On-call: how often the escalation job looks for unacknowledged pages (clock seconds), how long a signed
     #: acknowledgement link in a page stays valid, and the outbox channels a page goes to.

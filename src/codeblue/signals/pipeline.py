@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import compress, count
 from typing import Any
@@ -211,17 +211,8 @@ class Pipeline:
 
     def __init__(self, config: DetectConfig | None = None, objectives: Objectives | None = None) -> None:
         self.objectives = objectives or Objectives()
-        cfg = config or DetectConfig()
-        det = self.objectives.detector
-        if "quiet_period" in det:
-            cfg.quiet_s = det["quiet_period"]
-        if "group_window" in det:
-            cfg.group_window_s = det["group_window"]
-        if "warmup" in det:
-            cfg.warmup_s = det["warmup"]
-        if "alpha" in det:
-            cfg.alpha = det["alpha"]
-        self.cfg = cfg
+        self._base_cfg = replace(config) if config is not None else DetectConfig()
+        cfg = self.cfg = self._configured(self.objectives)
         self.workflows: dict[str, WorkflowState] = {}
         self._by_no: list[WorkflowState] = []
         self.store = SeriesStore()
@@ -741,6 +732,27 @@ class Pipeline:
         return out
 
     # ------------------------------------------------------------------ tick
+
+    def _configured(self, objectives: Objectives) -> DetectConfig:
+        """The detector settings: the base config with the objectives file's `detector` options."""
+        cfg = replace(self._base_cfg)
+        det = objectives.detector
+        if "quiet_period" in det:
+            cfg.quiet_s = det["quiet_period"]
+        if "group_window" in det:
+            cfg.group_window_s = det["group_window"]
+        if "warmup" in det:
+            cfg.warmup_s = det["warmup"]
+        if "alpha" in det:
+            cfg.alpha = det["alpha"]
+        return cfg
+
+    def set_objectives(self, objectives: Objectives) -> None:
+        """Put a new objectives file in force (a reload): limits, SLO rules and the severity matrix from the
+        next tick; detector options too (a new warm-up applies to workflows first seen from then on)."""
+        with self._lock:
+            self.cfg = self._configured(objectives)
+            self.objectives = objectives
 
     def tick(self, now: float) -> list[AlertUpdate]:
         """Advance to `now`: flush, close finished buckets, test, group, triage, resolve."""

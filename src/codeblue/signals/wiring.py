@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from codeblue import configwatch
 from codeblue.hooks import hooks
 from codeblue.runtime import Job, Runtime
 from codeblue.signals.objectives import load_objectives
@@ -138,6 +139,12 @@ def setup(rt: Runtime) -> list[Job]:
 
     hooks.on("incident.user_report", on_user_report)
     jobs = [Job("signals.detect", TICK_EVERY, live.tick)]
+    path = rt.settings.detect_config
+    if path is not None:
+        def reload(rt: Runtime) -> None:
+            live.pipeline.set_objectives(load_objectives(path))
+
+        jobs.append(configwatch.watch(rt, "detect", path, reload))
     if importlib.util.find_spec("codeblue.signals.intake") is not None:
         intake = importlib.import_module("codeblue.signals.intake")
         if hasattr(intake, "jobs"):
