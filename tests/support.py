@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -58,6 +58,18 @@ def database_url(kind: str, tmp: Path) -> Iterator[str]:
     else:
         with postgres_database() as url:
             yield url
+
+
+def wait_for(cond: Callable[[], Any], what: str = "condition", timeout: float = 60.0, every: float = 0.02) -> Any:
+    """Poll `cond` until it returns something truthy and return that; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
 
 
 def make_settings(db_url: str, tmp: Path, **kw: Any) -> Settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +13,9 @@ import pytest
 import yaml
 
 from tests.oncall.test_config import GOOD as ONCALL
-from tests.support import LiveServer, database_url, make_settings
+from tests.support import LiveServer, database_url, make_settings, wait_for
 
 SECRET = "s" * 32
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def write(path: Path, text: str) -> None:
@@ -76,16 +66,16 @@ def test_oncall_file_is_reapplied_when_it_changes_and_a_bad_version_is_refused(
       - {rotation: daily, handoff: "09:00", start: 2026-03-02, members: [bea]}
 policies:""")
     write(path, added)
-    wait_for("the new schedule", lambda: schedules() == ["feature-primary", "infra-primary"])
+    wait_for(lambda: schedules() == ["feature-primary", "infra-primary"], "the new schedule")
 
     # a version naming someone nobody knows: refused whole, nothing in force changes, /metrics says so
     write(path, added.replace("members: [bea]", "members: [ghost]").replace("name: infra-primary", "name: infra-x"))
-    wait_for("the refusal on /metrics", lambda: reload_ok(srv, "oncall") == 0.0)
+    wait_for(lambda: reload_ok(srv, "oncall") == 0.0, "the refusal on /metrics")
     assert schedules() == ["feature-primary", "infra-primary"]
 
     # fixed: applied, and a schedule dropped from the file goes
     write(path, ONCALL)
-    wait_for("the schedule to go", lambda: schedules() == ["infra-primary"])
+    wait_for(lambda: schedules() == ["infra-primary"], "the schedule to go")
     assert reload_ok(srv, "oncall") == 1.0
 
 
@@ -104,14 +94,14 @@ def test_comms_file_is_reapplied_when_it_changes_and_a_bad_version_is_refused(
     ops = {"name": "webhook:ops", "url": "http://127.0.0.1:9/ops2", "secret": SECRET}
     support = {"name": "webhook:support", "url": "http://127.0.0.1:9/support", "secret": SECRET}
     write(path, comms([ops, support], "20m"))
-    wait_for("the cadence change", lambda: sev2_every() == 1200)
+    wait_for(lambda: sev2_every() == 1200, "the cadence change")
     got = channels()
     assert got["webhook:ops"]["config"]["url"] == "http://127.0.0.1:9/ops2"
     assert got["webhook:support"]["source"] == "file"
 
     # a bad channel in an otherwise changed file: none of it is applied
     write(path, comms([ops, support, {"name": "webhook:bad", "url": "not a url", "secret": SECRET}], "5m"))
-    wait_for("the refusal on /metrics", lambda: reload_ok(srv, "comms") == 0.0)
+    wait_for(lambda: reload_ok(srv, "comms") == 0.0, "the refusal on /metrics")
     assert sev2_every() == 1200 and "webhook:bad" not in channels()
 
     # YAML that does not parse: also refused, and the previous version stays
@@ -120,7 +110,7 @@ def test_comms_file_is_reapplied_when_it_changes_and_a_bad_version_is_refused(
     assert sev2_every() == 1200 and reload_ok(srv, "comms") == 0.0
 
     write(path, comms([ops], "20m"))
-    wait_for("the recovery on /metrics", lambda: reload_ok(srv, "comms") == 1.0)
+    wait_for(lambda: reload_ok(srv, "comms") == 1.0, "the recovery on /metrics")
     assert channels()["webhook:support"]["source"] == "api"  # dropped from the file: kept, now the API's
 
 

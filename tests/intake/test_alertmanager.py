@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from codeblue.signals.model import ExternalAlert
-from tests.support import LiveServer, free_port
+from tests.support import LiveServer, free_port, wait_for
 
 AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
@@ -29,16 +29,6 @@ class Row:
 def alerts(srv: LiveServer) -> list[Any]:
     with srv.rt.db.read() as s:
         return [Row(a.as_dict()) for a in s.scalars(select(ExternalAlert).order_by(ExternalAlert.id))]
-
-
-def wait_for(cond: Any, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def pipeline_takes_alerts(srv: LiveServer) -> bool:
