@@ -32,10 +32,7 @@ class WatchedFile:
     path: Path
     apply: Callable[[Runtime], None]
     ok: bool = True
-    error: str = ""
     last_success: float = 0.0
-    reloads: int = 0
-    failures: int = 0
     _stat: tuple[int, int] | None = None
     _digest: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,13 +73,11 @@ class WatchedFile:
             try:
                 self.apply(rt)
             except Exception as exc:
-                self.ok, self.error = False, str(exc)
-                self.failures += 1
+                self.ok = False
                 log.error("%s config %s not reloaded, the previous version stays in force: %s",
-                          self.name, self.path, exc)
+                          self.name, self.path, " ".join(str(exc).split()))
                 return False
-            self.ok, self.error, self.last_success = True, "", rt.clock.now()
-            self.reloads += 1
+            self.ok, self.last_success = True, rt.clock.now()
             log.info("%s config %s reloaded (sha256 %s)", self.name, self.path, digest[:12])
             return True
 
