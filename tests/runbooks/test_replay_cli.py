@@ -34,3 +34,43 @@ def test_replay_with_runbooks_reports_containment(tmp_path: Path) -> None:
     assert inc["collateral"]["requests"] > 0, "good refunds blocked by the kill switch are counted"
     for key in ("opened_at", "workflow", "indicator", "failure_type", "severity", "harm"):
         assert key in inc
+
+
+BREAKER_RB = """\
+name: open-the-model-breaker
+trigger: {workflows: ["*"], failure_types: [availability]}
+rollback_option: {config: suspect}
+communication: {template: user_update}
+postmortem_owner: infra_owner
+steps:
+  - {id: open-breaker, type: breaker, scope: {dependency: gpt-large}, expires: 1h}
+"""
+
+
+def test_replay_applies_a_breaker_on_the_model_that_answered(tmp_path: Path) -> None:
+    """A breaker is scoped to a dependency; in a replay the event's `model` is the dependency the application
+    asked about, so requests to the broken model count as blocked (prevented or collateral), not served."""
+    run = generate("deploy-5xx", seed=3)
+    (fault,) = run.truth["faults"]
+    onset = fault["onset"]
+    events = [e for e in run.events if e["workflow"] == "refund-desk" and onset - 5400 <= e["time"] < onset + 900]
+    ev_path = tmp_path / "events.ndjson"
+    ev_path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    ch_path = tmp_path / "changes.ndjson"
+    ch_path.write_text("\n".join(json.dumps(c) for c in run.changes if "refund-desk" in c["workflows"]) + "\n")
+    rb_dir = tmp_path / "runbooks"
+    rb_dir.mkdir()
+    (rb_dir / "breaker.yaml").write_text(BREAKER_RB)
+
+    res = CliRunner().invoke(app, ["replay", str(ev_path), "--changes", str(ch_path), "--runbooks", str(rb_dir),
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout[res.stdout.index("{"):])
+    (inc,) = [i for i in report["incidents"] if i["workflow"] == "refund-desk"]
+    assert [a["type"] for a in inc["actions"]] == ["breaker"] and inc["contained_at"] is not None
+    after = [e for e in events if e["time"] >= inc["contained_at"] + 10 and e["kind"] == "response"]
+    errors_after = sum(1 for e in after if e.get("status", 200) >= 500)
+    assert errors_after > 0
+    # every later request to gpt-large is blocked: the errors among them prevented, the rest collateral
+    assert inc["prevented"]["requests"] >= errors_after
+    assert inc["collateral"]["requests"] >= len(after) - errors_after

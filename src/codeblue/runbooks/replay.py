@@ -161,8 +161,11 @@ def _decide(world: World, e: dict[str, Any]) -> Any:
     if world.index is None:
         return None
     kind = e.get("kind")
+    # The model that answered is the dependency the application asks about before calling it (a breaker on a
+    # model endpoint blocks its requests); Event v1 names no other dependency, and no tenant.
+    model = e.get("model") if isinstance(e.get("model"), str) else None
     req = (e["workflow"], e.get("action") if kind == "action" else None, e.get("tool") if kind == "tool_call" else None,
-           None, e.get("segment"), None)
+           model, e.get("segment"), None)
     d = evaluate(world.index, req)
     if isinstance(d, Keyed):
         d = d.for_key(e.get("subject"))
