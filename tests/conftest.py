@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PG_ENV, LiveServer, database_url, make_settings
+from tests.support import PG_ENV, LiveServer, database_url, live_server
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -37,21 +37,15 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     """A real codeblue server on loopback, on each database backend."""
-    srv = LiveServer(make_settings(db_url, tmp_path)).start()
-    try:
+    with live_server(db_url, tmp_path) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
 def sqlite_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A real codeblue server on loopback with SQLite only (for tests whose subject is not storage)."""
-    srv = LiveServer(make_settings(f"sqlite:///{tmp_path}/codeblue.db", tmp_path)).start()
-    try:
+    with live_server(f"sqlite:///{tmp_path}/codeblue.db", tmp_path) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

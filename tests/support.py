@@ -60,6 +60,16 @@ def database_url(kind: str, tmp: Path) -> Iterator[str]:
             yield url
 
 
+@contextlib.contextmanager
+def live_server(db_url: str, tmp: Path, **settings: Any) -> Iterator[LiveServer]:
+    """A started LiveServer on `db_url` with these settings, stopped on exit."""
+    srv = LiveServer(make_settings(db_url, tmp, **settings)).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 def wait_for(cond: Callable[[], Any], what: str = "condition", timeout: float = 60.0, every: float = 0.02) -> Any:
     """Poll `cond` until it returns something truthy and return that; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

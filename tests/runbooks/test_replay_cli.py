@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -9,15 +10,22 @@ from codeblue.cli.main import app
 from codeblue.sim import generate
 
 
-def test_replay_with_runbooks_reports_containment(tmp_path: Path) -> None:
-    run = generate("refund-prompt", seed=3)
+def refund_desk_stream(tmp_path: Path, scenario: str, *, tail: str = "") -> tuple[float, list[dict[str, Any]]]:
+    """The refund desk's events from 90 minutes before the fault to 15 after, and its changes, as files in
+    `tmp_path` (`tail` appended to the events); returns the onset and the events."""
+    run = generate(scenario, seed=3)
     (fault,) = run.truth["faults"]
-    onset = fault["onset"]
+    onset = float(fault["onset"])
     events = [e for e in run.events if e["workflow"] == "refund-desk" and onset - 5400 <= e["time"] < onset + 900]
-    ev_path = tmp_path / "events.ndjson"
-    ev_path.write_text("\n".join(json.dumps(e) for e in events) + "\n{not json}\n")
-    ch_path = tmp_path / "changes.ndjson"
-    ch_path.write_text("\n".join(json.dumps(c) for c in run.changes if "refund-desk" in c["workflows"]) + "\n")
+    (tmp_path / "events.ndjson").write_text("\n".join(json.dumps(e) for e in events) + "\n" + tail)
+    (tmp_path / "changes.ndjson").write_text(
+        "\n".join(json.dumps(c) for c in run.changes if "refund-desk" in c["workflows"]) + "\n")
+    return onset, events
+
+
+def test_replay_with_runbooks_reports_containment(tmp_path: Path) -> None:
+    onset, events = refund_desk_stream(tmp_path, "refund-prompt", tail="{not json}\n")
+    ev_path, ch_path = tmp_path / "events.ndjson", tmp_path / "changes.ndjson"
 
     res = CliRunner().invoke(app, ["replay", str(ev_path), "--changes", str(ch_path), "--runbooks", "shipped",
                                    "--json"])
@@ -50,14 +58,8 @@ steps:
 def test_replay_applies_a_breaker_on_the_model_that_answered(tmp_path: Path) -> None:
     """A breaker is scoped to a dependency; in a replay the event's `model` is the dependency the application
     asked about, so requests to the broken model count as blocked (prevented or collateral), not served."""
-    run = generate("deploy-5xx", seed=3)
-    (fault,) = run.truth["faults"]
-    onset = fault["onset"]
-    events = [e for e in run.events if e["workflow"] == "refund-desk" and onset - 5400 <= e["time"] < onset + 900]
-    ev_path = tmp_path / "events.ndjson"
-    ev_path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
-    ch_path = tmp_path / "changes.ndjson"
-    ch_path.write_text("\n".join(json.dumps(c) for c in run.changes if "refund-desk" in c["workflows"]) + "\n")
+    _onset, events = refund_desk_stream(tmp_path, "deploy-5xx")
+    ev_path, ch_path = tmp_path / "events.ndjson", tmp_path / "changes.ndjson"
     rb_dir = tmp_path / "runbooks"
     rb_dir.mkdir()
     (rb_dir / "breaker.yaml").write_text(BREAKER_RB)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import LiveServer, make_settings
+from tests.support import LiveServer, live_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -23,18 +23,11 @@ def _no_runbooks(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(make_settings(db_url, tmp_path, runbooks_dir=_no_runbooks(tmp_path))).start()
-    try:
+    with live_server(db_url, tmp_path, runbooks_dir=_no_runbooks(tmp_path)) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
 def sqlite_server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(make_settings(f"sqlite:///{tmp_path}/codeblue.db", tmp_path,
-                                   runbooks_dir=_no_runbooks(tmp_path))).start()
-    try:
+    with live_server(f"sqlite:///{tmp_path}/codeblue.db", tmp_path, runbooks_dir=_no_runbooks(tmp_path)) as srv:
         yield srv
-    finally:
-        srv.stop()
