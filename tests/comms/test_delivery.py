@@ -53,7 +53,9 @@ def test_down_then_slow_then_late_ack_applies_each_message_exactly_once(make_ser
     With the dedup key carried to the receiver, nothing is lost and nothing is applied twice."""
     srv = make_server(comms_retry_base=2.0, comms_retry_cap=30.0)
     recv = WebhookReceiver(SECRET)
-    add_channel(srv, name="webhook:refunds", url=recv.url, secret=SECRET, timeout=0.4, max_attempts=10)
+    # Margins wide enough for a loaded 2-core machine: the receiver applies within the sender's 2 s timeout
+    # and, when slow, answers only after 5 s.
+    add_channel(srv, name="webhook:refunds", url=recv.url, secret=SECRET, timeout=2.0, max_attempts=10)
     inc = open_incident(srv)
     keys = enqueue_refund_emails(srv, "webhook:refunds", 12, inc["id"])
 
@@ -65,7 +67,7 @@ def test_down_then_slow_then_late_ack_applies_each_message_exactly_once(make_ser
 
     # 2. it comes back slow: it applies each message but answers after the sender's timeout
     recv.up()
-    recv.delay = 1.0
+    recv.delay = 5.0
     assert drive(srv) == 12
     assert sorted(recv.applied) == sorted(keys)
     with srv.rt.db.read() as s:

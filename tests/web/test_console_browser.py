@@ -297,7 +297,9 @@ def test_keyboard_only_sign_in_and_note(sqlite_server: LiveServer, browser: Any)
     page = ctx.new_page()
     try:
         page.goto(f"{srv.url}/console/login?next=/console/incidents/{inc['id']}")
-        page.keyboard.type(srv.token("responder", handle="kim"))  # the token field has autofocus
+        # the token field has autofocus; on a loaded machine it may take a moment to land, so wait for it
+        page.wait_for_function("document.activeElement && document.activeElement.id === 'token'")
+        page.keyboard.type(srv.token("responder", handle="kim"))
         page.keyboard.press("Enter")
         page.wait_for_url(f"{srv.url}/console/incidents/{inc['id']}")
         page.focus("#note-text")
