@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.oncall.test_config import GOOD as ONCALL
-from tests.support import LiveServer, database_url, make_settings, wait_for
+from tests.support import LiveServer, database_url, live_server, make_settings, wait_for
 
 SECRET = "s" * 32
 
@@ -41,13 +41,10 @@ def server(backend: str, tmp_path: Path) -> Iterator[tuple[LiveServer, Path, Pat
     oncall, comms_file = tmp_path / "oncall.yaml", tmp_path / "comms.yaml"
     oncall.write_text(ONCALL)
     comms_file.write_text(comms([{"name": "webhook:ops", "url": "http://127.0.0.1:9/ops", "secret": SECRET}], "30m"))
-    with database_url(backend, tmp_path) as url:
-        srv = LiveServer(make_settings(url, tmp_path, oncall_config=oncall, comms_config=comms_file,
-                                       config_reload_interval=0.1)).start()
-        try:
-            yield srv, oncall, comms_file
-        finally:
-            srv.stop()
+    with database_url(backend, tmp_path) as url, live_server(url, tmp_path, oncall_config=oncall,
+                                                             comms_config=comms_file,
+                                                             config_reload_interval=0.1) as srv:
+        yield srv, oncall, comms_file
 
 
 def test_oncall_file_is_reapplied_when_it_changes_and_a_bad_version_is_refused(

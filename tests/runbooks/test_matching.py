@@ -56,24 +56,21 @@ def test_a_workflow_with_its_own_runbook_does_not_also_get_the_catch_all(rb: RB)
     assert started(rb, inc["id"]) == ["answer-quality"]
 
 
-CATCH_ALL_ONLY = """\
-name: only-generic
-trigger: {workflows: ["*"], failure_types: [other], catch_all: true}
-rollback_option: {config: suspect}
-communication: {template: user_update}
+def waiting_runbook(name: str, trigger: str) -> str:
+    """A runbook whose one step waits: enough to see which runbooks an incident starts."""
+    return f"""\
+name: {name}
+trigger: {trigger}
+rollback_option: {{config: suspect}}
+communication: {{template: user_update}}
 postmortem_owner: incident_lead
 steps:
-  - {id: wait-a-bit, type: wait, duration: 1m}
+  - {{id: wait-a-bit, type: wait, duration: 1m}}
 """
-SPECIFIC = """\
-name: code-assist-specific
-trigger: {workflows: ["code-*"], failure_types: [other]}
-rollback_option: {config: suspect}
-communication: {template: user_update}
-postmortem_owner: incident_lead
-steps:
-  - {id: wait-a-bit, type: wait, duration: 1m}
-"""
+
+
+CATCH_ALL_ONLY = waiting_runbook("only-generic", '{workflows: ["*"], failure_types: [other], catch_all: true}')
+SPECIFIC = waiting_runbook("code-assist-specific", '{workflows: ["code-*"], failure_types: [other]}')
 
 
 @pytest.mark.runbooks({"generic.yaml": CATCH_ALL_ONLY, "specific.yaml": SPECIFIC})
@@ -86,15 +83,7 @@ def test_catch_all_runs_only_where_no_other_runbook_matches(rb: RB) -> None:
     assert "catch_all" in str(schema)
 
 
-BY_INDICATOR = """\
-name: stale-only
-trigger: {workflows: ["*"], indicators: [retrieval_age_p95_s]}
-rollback_option: {config: suspect}
-communication: {template: user_update}
-postmortem_owner: incident_lead
-steps:
-  - {id: wait-a-bit, type: wait, duration: 1m}
-"""
+BY_INDICATOR = waiting_runbook("stale-only", '{workflows: ["*"], indicators: [retrieval_age_p95_s]}')
 
 
 def _am(alertname: str, workflow: str, fp: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from codeblue.comms.model import OutboxMessage
+from codeblue.configwatch import watched
 from codeblue.incidents.model import OPEN_STATUSES, SEVERITIES, STATUSES, Incident
 from codeblue.review.model import AuditItem, CorrectiveAction
 from codeblue.runtime import Runtime
@@ -91,8 +92,6 @@ class StateCollector(Collector):
         yield from self._config_files(rt)
 
     def _config_files(self, rt: Runtime) -> Iterable[Metric]:
-        from codeblue.configwatch import watched
-
         files = watched(rt)
         if not files:
             return
